@@ -1,0 +1,237 @@
+"""The ``swapgraph`` command line.
+
+Exit codes: 0 success; 2 bad input or usage, with one ``error: ...`` line per problem;
+1 a failure while running; 130 cancelled. ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from .errors import GraphValidationError, SwapgraphError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage errors as our one line, exit 2
+        raise UsageError(f"{self.prog}: {message}; see {self.prog} --help")
+
+
+def _parse_range(text: str | None) -> tuple[int, int | None] | None:
+    if text is None:
+        return None
+    from swapgraph.nodes.video import parse_frame_range
+
+    try:
+        return parse_frame_range(text)
+    except ValueError as exc:
+        raise UsageError(f"--frames: {exc}") from None
+
+
+def _load(args: argparse.Namespace, probe: bool = True):
+    from .graph import load_graph_document, validate_graph
+    from .registry import default_registry
+
+    path = Path(args.graph)
+    doc = load_graph_document(path)
+    return validate_graph(doc, default_registry(), path=path, overrides=getattr(args, "set", None) or [], probe=probe)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    graph = _load(args)
+    print(f"ok: {args.graph}: {len(graph.nodes)} nodes ({', '.join(graph.order)}), hash {graph.hash[:12]}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .executor import Executor
+
+    graph = _load(args)
+    show = not args.quiet and sys.stderr.isatty()
+    bar = None
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal bar
+        if not show:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="frame", desc=graph.name, dynamic_ncols=True, file=sys.stderr)
+        bar.update(done - bar.n)
+
+    executor = Executor(graph, device=args.device, batch_size=args.batch_size,
+                        frame_range=_parse_range(args.frames), on_progress=progress)
+    try:
+        result = executor.run()
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        slowest = max(result.node_seconds, key=result.node_seconds.get) if result.node_seconds else "-"
+        fps = result.frames / result.seconds if result.seconds else 0.0
+        print(f"done: {result.frames} frames in {result.seconds:.1f} s ({fps:.1f} frames/s); "
+              f"busiest node {slowest!r} ({result.node_seconds.get(slowest, 0):.1f} s)")
+        for nid, stats in result.stats.items():
+            print(f"  {nid}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+        for out in result.outputs:
+            print(f"wrote {out}")
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from .executor import evaluate_at
+    from .images import write_png
+
+    graph = _load(args)
+    if args.node not in graph.nodes:
+        raise UsageError(f"--node {args.node!r}: no such node; the graph has " + ", ".join(graph.order))
+    outputs = evaluate_at(graph, args.node, args.frame, device=args.device)
+    image = None
+    for value in outputs.values():
+        image = value.preview_image(args.frame) if hasattr(value, "preview_image") else None
+        if image is not None:
+            break
+    if image is None:
+        raise UsageError(f"node {args.node!r} has no image for frame {args.frame}; check the frame number "
+                         "(0-based) and pick a node with a frames, faces or crops output")
+    out = Path(args.output or f"{Path(args.graph).stem}.{args.node}.{args.frame:06d}.png")
+    write_png(out, image)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from .registry import default_registry
+
+    registry = default_registry()
+    if args.type is None:
+        for name, cls in registry.items():
+            first = cls.doc().splitlines()[0] if cls.doc() else ""
+            print(f"{name:<16} {cls.schema.category:<10} {first}")
+        return 0
+    cls = registry.get(args.type)
+    s = cls.schema
+    print(f"{args.type}  ({s.category}; devices: {', '.join(s.devices)}; from {registry.origin(args.type)})\n")
+    print(cls.doc() + "\n")
+    print("inputs:" if s.inputs else "inputs: none")
+    for port, decl in s.inputs.items():
+        print(f"  {port:<12} {decl.type.__name__:<10} {'required' if decl.required else 'optional'}  {decl.doc}")
+    print("outputs:" if s.outputs else "outputs: none")
+    for port, decl in s.outputs.items():
+        print(f"  {port:<12} {decl.type.__name__:<10} {decl.doc}")
+    print("params:" if s.params.model_fields else "params: none")
+    schema = s.params.model_json_schema()
+    for name, info in s.params.model_fields.items():
+        prop = schema["properties"].get(name, {})
+        kind = prop.get("type") or " | ".join(x.get("type", "?") for x in prop.get("anyOf", [])) or "?"
+        bounds = [f"{k} {prop[k]}" for k in ("minimum", "exclusiveMinimum", "maximum") if k in prop]
+        if "enum" in prop:
+            bounds.append("one of " + ", ".join(map(str, prop["enum"])))
+        default = "required" if info.is_required() else f"default {json.dumps(info.default, default=str)}"
+        print(f"  {name:<12} {kind:<16} {default}{'; ' + '; '.join(bounds) if bounds else ''}")
+        if info.description:
+            print(f"  {'':<12} {info.description}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .graph import graph_json_schema
+    from .registry import default_registry
+
+    print(json.dumps(graph_json_schema(default_registry()), indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), quiet=args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="swapgraph", description="Face-swapped video shots from typed node graphs.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def graph_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("graph", help="graph file (JSON)")
+        sp.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                        help="override a param (typed by its schema); repeatable")
+
+    sp = sub.add_parser("run", help="run a graph headless")
+    graph_args(sp)
+    sp.add_argument("--frames", metavar="A-B", help="render frames A to B (inclusive, 0-based)")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where nodes run (default: the graph's)")
+    sp.add_argument("--batch-size", type=int, metavar="N", help="frames per batch (default: the graph's)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("validate", help="check a graph without running it")
+    graph_args(sp)
+    sp.set_defaults(func=cmd_validate)
+
+    sp = sub.add_parser("preview", help="render one node's output on one frame as a PNG")
+    graph_args(sp)
+    sp.add_argument("--node", required=True, help="node id")
+    sp.add_argument("--frame", required=True, type=int, help="frame number (0-based)")
+    sp.add_argument("-o", "--output", help="PNG to write (default GRAPH.NODE.FRAME.png)")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    sp.set_defaults(func=cmd_preview)
+
+    sp = sub.add_parser("nodes", help="list node types, or describe one")
+    sp.add_argument("type", nargs="?")
+    sp.set_defaults(func=cmd_nodes)
+
+    sp = sub.add_parser("schema", help="print the JSON Schema of graph files")
+    sp.set_defaults(func=cmd_schema)
+
+    sp = sub.add_parser("demo", help="make a shot from a packaged photo and run the pipeline on it")
+    sp.add_argument("--out", default="demo-output", help="folder for the demo's files")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def _sigterm(signum, frame):  # SIGTERM stops like Ctrl-C: cleanly, nothing left at final paths
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "batch_size", None) is not None and not 1 <= args.batch_size <= 1024:
+            raise UsageError(f"--batch-size {args.batch_size}: expected 1..1024")
+        return args.func(args)
+    except GraphValidationError as exc:
+        if debug:
+            traceback.print_exc()
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return 2
+    except SwapgraphError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: cancelled", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an environment failure: one line, traceback with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

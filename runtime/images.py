@@ -1,0 +1,46 @@
+"""The two conversions between tensors and 8/16-bit pixels, shared by every writer.
+
+Encode, preview and facesets all round the same way, so a preview PNG equals the frame
+a full run writes, bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .ports import check_shape
+
+
+def rgb_to_tensor(batch: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8/uint16 arrays -> RGB float32 in [0, 1], shape (B, 3, H, W)."""
+    stacked = np.stack(batch) if isinstance(batch, list) else batch
+    deep = stacked.dtype == np.uint16
+    if deep:
+        stacked = stacked.astype(np.int32)
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).float().div_(65535.0 if deep else 255.0).contiguous()
+
+
+def tensor_to_rgb(data: torch.Tensor, deep: bool = False) -> np.ndarray:
+    """RGB float in [0, 1], (B, 3, H, W) -> (B, H, W, 3) uint8 (uint16 when ``deep``)."""
+    check_shape(data, ["B", 3, "H", "W"], "images")
+    scale = 65535.0 if deep else 255.0
+    q = data.detach().clamp(0, 1).mul(scale).round_()
+    q = q.to(torch.int32 if deep else torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return q.astype(np.uint16) if deep else np.ascontiguousarray(q)
+
+
+def write_png(path: Path, image: torch.Tensor) -> None:
+    """Write one RGB image (3, H, W) in [0, 1] as an 8-bit PNG, atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}.png")
+    try:
+        Image.fromarray(tensor_to_rgb(image[None])[0]).save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,188 @@
+"""The node base class: one declarative schema per node type.
+
+A node class declares its typed input and output ports, its params (a pydantic model
+with defaults, ranges, choices and descriptions), the devices it supports and how many
+earlier frames it needs (pre-roll); its docstring is what ``swapgraph nodes`` shows.
+The work itself lives in plain tensor functions in the same family module, which tests
+call directly; ``process`` only unpacks ports and calls them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from .ports import PortType
+
+Device = Literal["cpu", "cuda"]
+
+
+class PathRole:
+    """Marks a path param as a file the node reads (``input``) or writes (``output``).
+
+    Relative values resolve against the graph file's folder; ``validate`` checks that
+    inputs are readable, outputs writable, and that no output overwrites an input.
+    """
+
+    def __init__(self, role: Literal["input", "output"]) -> None:
+        self.role = role
+
+    def __repr__(self) -> str:
+        return f"PathRole({self.role!r})"
+
+
+InputPath = Annotated[Path, PathRole("input")]
+OutputPath = Annotated[Path, PathRole("output")]
+
+
+class Params(BaseModel):
+    """Base of node params: unknown params are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+    @classmethod
+    def path_fields(cls) -> dict[str, str]:
+        """``{param name: "input" | "output"}`` for the params that are file paths."""
+        found = {}
+        for name, info in cls.model_fields.items():
+            for meta in info.metadata:
+                if isinstance(meta, PathRole):
+                    found[name] = meta.role
+        return found
+
+
+class NoParams(Params):
+    pass
+
+
+@dataclass(frozen=True)
+class Port:
+    """A typed port. ``type`` is a :class:`PortType` subclass, never a string."""
+
+    type: type[PortType]
+    doc: str = ""
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class NodeSchema:
+    """Everything about a node type in one place."""
+
+    inputs: Mapping[str, Port] = field(default_factory=dict)
+    outputs: Mapping[str, Port] = field(default_factory=dict)
+    params: type[Params] = NoParams
+    devices: tuple[Device, ...] = ("cpu", "cuda")
+    category: str = "misc"
+    #: earlier frames the node must see before the first frame it outputs (stateful nodes)
+    preroll: int = 0
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found before running: where, what was expected and found, the fix."""
+
+    where: str
+    problem: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.problem}" + (f"; fix: {self.fix}" if self.fix else "")
+
+
+@dataclass
+class RunContext:
+    """What a run tells its nodes: the frame range, batch size, graph identity, cancel flag."""
+
+    frame_range: tuple[int, int | None] | None = None
+    batch_size: int = 8
+    graph_hash: str = ""
+    graph_name: str = ""
+    graph_path: Path | None = None
+    #: filled by the executor before sinks commit: per-node seconds, counts, params
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class Node:
+    """Base of every node type. The class name is the graph ``type``.
+
+    Life cycle in a run: ``open`` once, ``process`` once per batch in frame order,
+    ``finish`` after the last batch; then ``commit`` when the whole run succeeded, or
+    ``abort`` when it failed or was cancelled (sinks delete what they wrote).
+    """
+
+    schema: ClassVar[NodeSchema] = NodeSchema()
+
+    def __init__(self, node_id: str, params: Params, device: torch.device) -> None:
+        self.id = node_id
+        self.params = params
+        self.device = device
+
+    # --- checks before any work -------------------------------------------------
+    def check(self, connected: set[str]) -> list[Issue]:
+        """Problems ``validate`` can find without running (probe files, param combos).
+
+        ``connected`` names the input ports that have a link.
+        """
+        return []
+
+    def input_paths(self) -> list[Path]:
+        return [Path(getattr(self.params, n)) for n, r in self.params.path_fields().items()
+                if r == "input" and getattr(self.params, n) is not None]
+
+    def output_paths(self) -> list[Path]:
+        return [Path(getattr(self.params, n)) for n, r in self.params.path_fields().items()
+                if r == "output" and getattr(self.params, n) is not None]
+
+    # --- run ------------------------------------------------------------------------
+    def open(self, ctx: RunContext) -> None:
+        """Called once before the first batch."""
+
+    def process(self, **inputs: Any) -> dict[str, Any]:
+        """One batch in, one batch out: ``{output port: value}``."""
+        raise NotImplementedError(f"{type(self).__name__}.process")
+
+    def finish(self) -> None:
+        """After the last batch (flush encoders); nothing final is written yet."""
+
+    def commit(self, ctx: RunContext) -> None:
+        """The whole run succeeded: move outputs to their final names."""
+
+    def abort(self) -> None:
+        """The run failed or was cancelled: remove anything this node wrote."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for the run summary and sidecar."""
+        return {}
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+    @classmethod
+    def doc(cls) -> str:
+        return (cls.__doc__ or "").strip()
+
+
+class Source(Node):
+    """A node with no inputs that emits batches of consecutive frames."""
+
+    def frame_count(self, ctx: RunContext) -> int | None:
+        """How many frames ``batches`` will emit for ``ctx.frame_range`` (for progress)."""
+        return None
+
+    def batches(self, ctx: RunContext) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError(f"{type(self).__name__}.batches")
+
+
+class Sink(Node):
+    """A node with no outputs that writes files."""
+
+
+def temp_path_for(final: Path) -> Path:
+    """A temporary name beside ``final`` (same folder, same suffix so muxers pick the format)."""
+    return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")

@@ -1,0 +1,169 @@
+"""Port types: the classes of the values that flow along graph links.
+
+A link is legal when the output port's type is the input port's type or a subclass of
+it. Images are RGB float in [0, 1], shape (B, 3, H, W), on the producing node's device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .errors import ShapeError
+
+
+def check_shape(x: torch.Tensor, shape: Sequence[str | int], name: str = "tensor") -> None:
+    """Check ``x`` against a symbolic shape such as ``["B", 3, "H", "W"]``.
+
+    Strings are free dimensions (the same string must bind to the same size), ints are
+    exact sizes. Raises :class:`ShapeError` showing expected and actual.
+    """
+    if x.ndim != len(shape):
+        raise ShapeError(f"{name}: expected shape {list(shape)}, found {tuple(x.shape)}")
+    bound: dict[str, int] = {}
+    for dim, want in zip(x.shape, shape):
+        if isinstance(want, int):
+            ok = dim == want
+        else:
+            ok = bound.setdefault(want, dim) == dim
+        if not ok:
+            raise ShapeError(f"{name}: expected shape {list(shape)}, found {tuple(x.shape)}")
+
+
+class PortType:
+    """Base of every port type. Subclasses are the values carried on links."""
+
+    #: short human name used in messages and the JSON Schema
+    label: str = "value"
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> "PortType":
+        """This value with its tensors on ``device``; the same object when already there."""
+        return self
+
+    def preview_image(self, frame: int) -> torch.Tensor | None:
+        """What ``swapgraph preview`` shows for source frame ``frame``: RGB (3, H, W) in [0, 1],
+        or None when this value has nothing to show for that frame."""
+        return None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a shot's frames share: size after rotation, timing, colour, source.
+
+    ``fps`` is the stream's average rate as a fraction; ``time_base`` is the unit of
+    ``pts``. ``rotation`` is the display-matrix rotation of the source in degrees
+    (counter-clockwise); Decode has already applied it, so frames are upright.
+    """
+
+    width: int
+    height: int
+    fps: Fraction
+    time_base: Fraction
+    rotation: int = 0
+    color_range: str = "tv"
+    color_space: str = "bt709"
+    source: Path | None = None
+    frame_count: int | None = None
+    duration_pts: int | None = None
+    start_pts: int = 0
+
+    def with_size(self, width: int, height: int) -> "VideoInfo":
+        return dataclasses.replace(self, width=width, height=height)
+
+
+@dataclass
+class Frames(PortType):
+    """A batch of consecutive frames of one shot.
+
+    data: RGB in [0, 1], float, shape (B, 3, H, W), on the producing node's device.
+    index: the B frame numbers in the source (0-based, presentation order).
+    pts: the B presentation timestamps, in ``info.time_base`` units.
+    duration: the B frame durations in ``info.time_base`` units (the last frame's
+        duration sets the end of the shot, so a shot keeps its length through a graph).
+    """
+
+    label = "frames"
+    data: torch.Tensor
+    index: list[int]
+    pts: list[int]
+    duration: list[int]
+    info: VideoInfo
+
+    def __post_init__(self) -> None:
+        check_shape(self.data, ["B", 3, "H", "W"], "Frames.data")
+        if not (len(self.index) == len(self.pts) == len(self.duration) == self.data.shape[0]):
+            raise ShapeError(
+                f"Frames: {self.data.shape[0]} images but {len(self.index)} indices, "
+                f"{len(self.pts)} pts, {len(self.duration)} durations"
+            )
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> "Frames":
+        if self.data.device == torch.device(device):
+            return self
+        data = self.data
+        if data.device.type == "cpu" and torch.device(device).type == "cuda":
+            data = data.pin_memory()
+        return dataclasses.replace(self, data=data.to(device, non_blocking=non_blocking))
+
+    def with_data(self, data: torch.Tensor) -> "Frames":
+        """Same frames and timing, new pixels (e.g. resized); ``info`` follows the new size."""
+        info = self.info
+        if tuple(data.shape[-2:]) != (info.height, info.width):
+            info = info.with_size(int(data.shape[-1]), int(data.shape[-2]))
+        return dataclasses.replace(self, data=data, info=info)
+
+    def preview_image(self, frame: int) -> torch.Tensor | None:
+        if frame not in self.index:
+            return None
+        return self.data[self.index.index(frame)].detach().cpu()
+
+    def select(self, rows: slice) -> "Frames":
+        return Frames(self.data[rows], self.index[rows], self.pts[rows], self.duration[rows], self.info)
+
+
+@dataclass(frozen=True)
+class AudioStreamInfo:
+    index: int
+    codec: str
+    sample_rate: int
+    channels: int
+    time_base: Fraction
+
+
+@dataclass
+class Audio(PortType):
+    """The source's audio streams, passed through untouched to Encode.
+
+    No samples travel on the link: Encode re-reads the packets from ``source`` between
+    ``start`` and ``end`` (seconds, the shot's frame range) and remuxes them.
+    """
+
+    label = "audio"
+    source: Path | None
+    streams: list[AudioStreamInfo] = field(default_factory=list)
+    start: float = 0.0
+    end: float | None = None
+
+
+def port_type_name(t: type) -> str:
+    return t.__name__
+
+
+def is_compatible(output: type, input_: type) -> bool:
+    """A link is legal when the output type is the input type or a subclass of it."""
+    return isinstance(output, type) and isinstance(input_, type) and issubclass(output, input_)
+
+
+def move(value: Any, device: torch.device) -> Any:
+    """Move a port value to ``device`` (non-blocking from pinned memory)."""
+    if isinstance(value, PortType):
+        return value.to(device, non_blocking=True)
+    return value

@@ -1,0 +1,94 @@
+"""The node registry: built-in node types listed explicitly, plus plugins.
+
+Other installed packages add node types under the entry-point group
+``swapgraph.nodes``; an entry point names a :class:`Node` subclass or a list of them:
+
+    [project.entry-points."swapgraph.nodes"]
+    studio = "studio_nodes:NODES"
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from importlib.metadata import entry_points
+from typing import Iterable
+
+from .errors import RegistryError
+from .node import Node
+
+ENTRY_POINT_GROUP = "swapgraph.nodes"
+
+
+class Registry:
+    """Maps graph ``type`` names to node classes."""
+
+    def __init__(self, nodes: Iterable[type[Node]] = ()) -> None:
+        self._types: dict[str, type[Node]] = {}
+        self._origin: dict[str, str] = {}
+        for cls in nodes:
+            self.register(cls)
+
+    def register(self, cls: type[Node], origin: str = "swapgraph") -> None:
+        if not (isinstance(cls, type) and issubclass(cls, Node)):
+            raise RegistryError(f"{origin}: {cls!r} is not a swapgraph Node subclass")
+        name = cls.type_name()
+        if name in self._types and self._types[name] is not cls:
+            raise RegistryError(
+                f"node type {name!r} from {origin} clashes with the one from "
+                f"{self._origin[name]}; rename one of the classes")
+        self._types[name] = cls
+        self._origin[name] = origin
+
+    def load_entry_points(self) -> list[str]:
+        """Register plugin node types; returns one warning line per plugin that failed."""
+        warnings = []
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            origin = f"plugin {ep.name!r} ({ep.value})"
+            try:
+                obj = ep.load()
+                classes = list(obj) if isinstance(obj, (list, tuple)) else [obj]
+                for cls in classes:
+                    self.register(cls, origin)
+            except Exception as exc:  # a broken plugin must not break swapgraph
+                warnings.append(f"{origin} not loaded: {type(exc).__name__}: {exc}")
+        return warnings
+
+    def get(self, name: str) -> type[Node]:
+        try:
+            return self._types[name]
+        except KeyError:
+            raise RegistryError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self._types, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "see `swapgraph nodes` for the list"
+        return f"unknown node type {name!r}; {hint}"
+
+    def origin(self, name: str) -> str:
+        return self._origin[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def items(self) -> list[tuple[str, type[Node]]]:
+        return sorted(self._types.items())
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """Built-in nodes plus every installed plugin (loaded once per process)."""
+    global _default
+    if _default is None:
+        from swapgraph.nodes import BUILTIN_NODES
+
+        registry = Registry(BUILTIN_NODES)
+        for line in registry.load_entry_points():
+            print(f"warning: {line}", file=sys.stderr)
+        _default = registry
+    return _default
