@@ -58,10 +58,10 @@ def _open_input(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), metadata_errors="replace")
     except FileNotFoundError:
-        raise MediaError(f"{path}: file not found; check the path") from None
+        raise MediaError(f"{path}: file not found; fix: check the path") from None
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise MediaError(f"{path}: not a readable video ({reason}); give a video file that plays, "
+        raise MediaError(f"{path}: not a readable video ({reason}); fix: give a video file that plays, "
                          "e.g. re-export it") from None
 
 
@@ -69,16 +69,16 @@ def _open_input(path: Path) -> av.container.InputContainer:
 def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoIndex:
     p = Path(path)
     if size == 0:
-        raise MediaError(f"{p}: file is empty (0 bytes); give a video file")
+        raise MediaError(f"{p}: file is empty (0 bytes); fix: give a video file")
     with _open_input(p) as container:
         if not container.streams.video:
-            raise MediaError(f"{p}: has no video stream; give a file with video")
+            raise MediaError(f"{p}: has no video stream; fix: give a file with video")
         vs = container.streams.video[0]
         try:
             first = next(container.decode(vs))
         except (StopIteration, av.FFmpegError) as exc:
             raise MediaError(f"{p}: no frame could be decoded ({exc or 'no frames'}); "
-                             "the file is damaged or empty, re-export it") from None
+                             "fix: the file is damaged or empty, re-export it") from None
         rotation = int(round((first.rotation or 0) / 90.0)) * 90 % 360
         cs = _COLORSPACES.get(int(first.colorspace), "itu709" if first.height >= 720 else "itu601")
         rng = "pc" if (int(first.color_range) == 2 or first.format.name.startswith("yuvj")) else "tv"
@@ -100,9 +100,9 @@ def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoIndex:
                 if packet.pts >= max(pts):
                     last_duration = packet.duration or 0
         except av.FFmpegError as exc:
-            raise MediaError(f"{p}: damaged while reading ({exc}); re-export the file") from None
+            raise MediaError(f"{p}: damaged while reading ({exc}); fix: re-export the file") from None
     if not pts:
-        raise MediaError(f"{p}: video stream has no frames; give a video with frames")
+        raise MediaError(f"{p}: video stream has no frames; fix: give a video with frames")
     pts.sort()
     step = round(1 / (fps * time_base)) if fps else 1
     durations = [b - a for a, b in zip(pts, pts[1:])] + [last_duration or step]
@@ -118,7 +118,7 @@ def probe_video(path: Path) -> VideoIndex:
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise MediaError(f"{p}: file not found; check the path") from None
+        raise MediaError(f"{p}: file not found; fix: check the path") from None
     return _probe_cached(str(p.resolve()), st.st_mtime_ns, st.st_size)
 
 
@@ -183,7 +183,7 @@ def read_video(index: VideoIndex, start: int, stop: int, batch_size: int,
                         yield batch
                         batch = ([], [], [], [])
             except av.FFmpegError as exc:
-                raise MediaError(f"{path}: damaged at frame {expected} ({exc}); re-export the file") from None
+                raise MediaError(f"{path}: damaged at frame {expected} ({exc}); fix: re-export the file") from None
             if expected == start and attempt == "seek" and start > 0:
                 continue
             if batch[0]:
@@ -271,7 +271,7 @@ def _supported_codecs(fmt: str) -> frozenset[str]:
 
 def _default_pix_fmt(codec: str, profile: str) -> str:
     if codec == "ffv1":
-        return "gbrp"  # planar RGB: lossless from the RGB frames, bit for bit
+        return "bgr0"  # packed 8-bit RGB: lossless from the RGB frames, bit for bit
     if codec == "prores_ks":
         return "yuva444p10le" if profile.startswith("4444") else "yuv422p10le"
     return "yuv420p"
@@ -296,6 +296,7 @@ class VideoWriter:
         fmt = _container_format(final)
         options = {"movflags": "use_metadata_tags"} if fmt in ("mp4", "mov") else {}
         self.container = av.open(str(self.temp), "w", format=fmt, container_options=options)
+        self.keeps_negative_pts = fmt in ("mp4", "mov")
         self.container.metadata.update(container_metadata())
         stream = self.container.add_stream(codec, rate=info.fps)
         stream.width, stream.height = info.width, info.height
@@ -370,8 +371,10 @@ class VideoWriter:
             t = float(packet.pts * packet.time_base)
             if t >= self.audio_end:
                 continue
-            # before the range; at the very start keep the codec's priming packets (negative pts)
-            if t + float((packet.duration or 0) * packet.time_base) <= self.audio_start and self.audio_start > 0:
+            # Before the range. MP4/MOV keep the codec's priming packets (negative pts, hidden by
+            # an edit list); other containers would shift the video to make them non-negative.
+            before = t + float((packet.duration or 0) * packet.time_base) <= self.audio_start
+            if before and (self.audio_start > 0 or not self.keeps_negative_pts):
                 continue
             if t - self.audio_start > until:
                 self._pending = packet
@@ -484,7 +487,7 @@ class EncodeParams(Params):
                     "veryslow"] = Field("medium", description="libx264/libx265 speed against size")
     profile: Literal["proxy", "lt", "standard", "hq", "4444", "4444xq"] = Field("hq", description="ProRes profile")
     pix_fmt: str | None = Field(None, description="pixel format; default yuv420p (x264/x265), yuv422p10le "
-                                                  "(ProRes 422) or yuva444p10le (4444), gbrp (ffv1)")
+                                                  "(ProRes 422) or yuva444p10le (4444), bgr0 (ffv1, lossless RGB)")
     audio: Literal["auto", "copy", "aac", "none"] = Field(
         "auto", description="auto: copy the source audio when the container takes it, else AAC")
     audio_bitrate: int = Field(192_000, ge=32_000, le=512_000, description="AAC bit rate when audio is encoded")

@@ -44,7 +44,7 @@ class BoundNode:
 
     id: str
     cls: type[Node]
-    params: Params
+    params: Params  # None only while validation is collecting problems
     device: Literal["auto", "cpu", "cuda"] | None
     #: input port -> (upstream node id, upstream output port)
     inputs: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -266,8 +266,10 @@ def _bind_node(node_id: str, spec: Any, registry: Registry, base: Path, issues: 
             issues.append(Issue(f"{where} key {key!r}", "unknown key", "use only " + ", ".join(sorted(NODE_KEYS))))
     type_name = spec.get("type")
     if not isinstance(type_name, str) or type_name not in registry:
-        issues.append(Issue(f"{where} type", registry.unknown_message(str(type_name)),
-                            "install the plugin that provides it or fix the spelling"))
+        close = difflib.get_close_matches(str(type_name), registry.names(), n=1)
+        issues.append(Issue(where, f"unknown node type {type_name!r}",
+                            f"did you mean {close[0]!r}?" if close else
+                            "see `swapgraph nodes`, or install the plugin that provides it"))
         return None
     cls = registry.get(type_name)
     where = f"node {node_id!r} ({type_name})"
@@ -283,7 +285,7 @@ def _bind_node(node_id: str, spec: Any, registry: Registry, base: Path, issues: 
     if not isinstance(raw_params, dict):
         issues.append(Issue(f"{where} params", f"expected an object, found {_describe(raw_params)}",
                             "write params as {\"name\": value}"))
-        return None
+        return BoundNode(node_id, cls, None, device)
     params_cls = cls.schema.params
     try:
         params = params_cls.model_validate(raw_params)
@@ -296,7 +298,7 @@ def _bind_node(node_id: str, spec: Any, registry: Registry, base: Path, issues: 
             else:
                 issues.append(Issue(f"{where} param {name!r}", _pydantic_problem(err),
                                     f"see `swapgraph nodes {type_name}` for its type, range and choices"))
-        return None
+        return BoundNode(node_id, cls, None, device)  # links are still checked
     resolved = {}
     for name in params_cls.path_fields():
         value = getattr(params, name)
@@ -377,6 +379,7 @@ def _can_write(folder: Path) -> bool:
 
 
 def _check_paths(bound: Mapping[str, BoundNode], issues: list[Issue]) -> None:
+    bound = {k: n for k, n in bound.items() if n.params is not None}
     inputs: dict[Path, str] = {}
     for node_id, node in bound.items():
         where = f"node {node_id!r} ({node.cls.type_name()})"
