@@ -130,9 +130,12 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     for name, info in s.params.model_fields.items():
         prop = schema["properties"].get(name, {})
         kind = prop.get("type") or " | ".join(x.get("type", "?") for x in prop.get("anyOf", [])) or "?"
-        bounds = [f"{k} {prop[k]}" for k in ("minimum", "exclusiveMinimum", "maximum") if k in prop]
-        if "enum" in prop:
-            bounds.append("one of " + ", ".join(map(str, prop["enum"])))
+        bounds = []
+        for part in [prop, *prop.get("anyOf", [])]:  # an optional param keeps its bounds in anyOf
+            bounds += [f"{sign} {part[k]}" for k, sign in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                           ("maximum", "<="), ("exclusiveMaximum", "<")) if k in part]
+            if "enum" in part:
+                bounds.append("one of " + ", ".join(map(str, part["enum"])))
         default = "required" if info.is_required() else f"default {json.dumps(info.default, default=str)}"
         print(f"  {name:<12} {kind:<16} {default}{'; ' + '; '.join(bounds) if bounds else ''}")
         if info.description:
