@@ -22,7 +22,7 @@ import torch
 from pydantic import Field, field_validator
 
 from swapgraph.runtime.errors import MediaError, NodeError, UsageError
-from swapgraph.runtime.images import rgb_to_tensor, tensor_to_rgb
+from swapgraph.runtime.images import frames_to_rgb8, rgb_to_tensor, tensor_to_rgb
 from swapgraph.runtime.node import (InputPath, Issue, NodeSchema, OutputPath, Params, Port, RunContext, Sink,
                                     Source, temp_path_for)
 from swapgraph.runtime.ports import Audio, AudioStreamInfo, Frames, VideoInfo
@@ -253,8 +253,11 @@ class Decode(Source):
                       start=index.seconds(index.pts[self.start]), end=index.seconds(end_pts))
         for arrays, numbers, pts, durations in read_video(index, self.start, self.stop, ctx.batch_size,
                                                           self.params.threads):
-            data = rgb_to_tensor(arrays)
-            yield {"frames": Frames(data, numbers, pts, durations, index.info), "audio": audio}
+            stacked = np.stack(arrays)
+            # 8-bit frames travel as uint8 until a node asks for float (Frames.data)
+            pixels = (torch.from_numpy(stacked).permute(0, 3, 1, 2) if stacked.dtype == np.uint8
+                      else rgb_to_tensor(stacked))
+            yield {"frames": Frames(pixels, numbers, pts, durations, index.info), "audio": audio}
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -401,12 +404,13 @@ class VideoWriter:
                 self.container.mux(out.encode(f))
 
     # video -----------------------------------------------------------------------------
-    def write(self, data: torch.Tensor, pts: list[int], durations: list[int]) -> None:
-        """Encode RGB frames (B, 3, H, W) in [0, 1] with their source pts and durations."""
-        if tuple(data.shape[-2:]) != (self.stream.height, self.stream.width):
+    def write(self, frames: Frames) -> None:
+        """Encode a batch of frames with their source pts and durations."""
+        pts, durations = frames.pts, frames.duration
+        if (frames.info.height, frames.info.width) != (self.stream.height, self.stream.width):
             raise NodeError(f"{self.final}: frame size changed from {self.stream.width}x{self.stream.height} to "
-                            f"{data.shape[-1]}x{data.shape[-2]} mid-shot; keep one size per output")
-        arrays = tensor_to_rgb(data, self.deep)
+                            f"{frames.info.width}x{frames.info.height} mid-shot; keep one size per output")
+        arrays = tensor_to_rgb(frames.data, deep=True) if self.deep else frames_to_rgb8(frames.pixels)
         for arr, p, d in zip(arrays, pts, durations):
             frame = av.VideoFrame.from_ndarray(arr, format=self.rgb_fmt)
             if self.is_rgb:
@@ -460,14 +464,14 @@ class ImageSequenceWriter:
         self.frames_written = 0
         self.audio_mode_used: list[str] = []
 
-    def write_numbered(self, data: torch.Tensor, numbers: list[int]) -> None:
+    def write(self, frames: Frames) -> None:
         from PIL import Image
         from PIL.PngImagePlugin import PngInfo
 
         meta = PngInfo()
         for key, value in container_metadata().items():
             meta.add_text(key, value)
-        for arr, n in zip(tensor_to_rgb(data), numbers):
+        for arr, n in zip(frames_to_rgb8(frames.pixels), frames.index):
             Image.fromarray(arr).save(self.temp / f"{n:06d}.png", pnginfo=meta, compress_level=1)
             self.frames_written += 1
 
@@ -557,10 +561,7 @@ class Encode(Sink):
                 self.writer = VideoWriter(self.final, codec=p.codec, crf=p.crf, preset=p.preset, profile=p.profile,
                                           pix_fmt=p.pix_fmt, info=frames.info, first_pts=frames.pts[0], audio=audio,
                                           audio_mode=p.audio, audio_bitrate=p.audio_bitrate)
-        if isinstance(self.writer, ImageSequenceWriter):
-            self.writer.write_numbered(frames.data, frames.index)
-        else:
-            self.writer.write(frames.data, frames.pts, frames.duration)
+        self.writer.write(frames)
         self.last_index = frames.index[-1]
         return {}
 

@@ -249,7 +249,6 @@ def evaluate_at(graph: Graph, node_id: str, frame: int, *, device: str | None = 
                                        resolve_device(requested, graph.nodes[nid].device,
                                                       graph.nodes[nid].cls.schema.devices))
              for nid in keep}
-    target = graph.nodes[node_id]
     for nid in keep:
         if nid != node_id or not isinstance(nodes[nid], Sink):
             nodes[nid].open(ctx)
@@ -272,5 +271,3 @@ def evaluate_at(graph: Graph, node_id: str, frame: int, *, device: str | None = 
         last = batch
         if any(isinstance(v, Frames) and frame in v.index for v in batch[node_id].values()):
             return batch[node_id]
-        if not batch[node_id] and target.cls.schema.outputs:
-            return {}

@@ -16,21 +16,32 @@ from .ports import check_shape
 
 
 def rgb_to_tensor(batch: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8/uint16 arrays -> RGB float32 in [0, 1], shape (B, 3, H, W)."""
+    """(H, W, 3) uint8/uint16 arrays -> RGB float32 in [0, 1], shape (B, 3, H, W).
+
+    The result is a channels-last tensor: one pass over the pixels, no reordering copy.
+    """
     stacked = np.stack(batch) if isinstance(batch, list) else batch
     deep = stacked.dtype == np.uint16
     if deep:
         stacked = stacked.astype(np.int32)
-    return torch.from_numpy(stacked).permute(0, 3, 1, 2).float().div_(65535.0 if deep else 255.0).contiguous()
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).to(torch.float32).mul_(1 / (65535.0 if deep else 255.0))
 
 
 def tensor_to_rgb(data: torch.Tensor, deep: bool = False) -> np.ndarray:
-    """RGB float in [0, 1], (B, 3, H, W) -> (B, H, W, 3) uint8 (uint16 when ``deep``)."""
+    """RGB float in [0, 1], (B, 3, H, W) -> (B, H, W, 3) uint8 (uint16 when ``deep``), rounded to nearest."""
     check_shape(data, ["B", 3, "H", "W"], "images")
     scale = 65535.0 if deep else 255.0
-    q = data.detach().clamp(0, 1).mul(scale).round_()
-    q = q.to(torch.int32 if deep else torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return q.astype(np.uint16) if deep else np.ascontiguousarray(q)
+    q = data.detach().permute(0, 2, 3, 1).mul(scale).add_(0.5).clamp_(0, scale)
+    if deep:
+        return q.to(torch.int32).cpu().numpy().astype(np.uint16)
+    return np.ascontiguousarray(q.to(torch.uint8).cpu().numpy())
+
+
+def frames_to_rgb8(pixels: torch.Tensor) -> np.ndarray:
+    """A Frames' pixels (float or uint8, (B, 3, H, W)) -> (B, H, W, 3) uint8 for writers."""
+    if pixels.dtype == torch.uint8:
+        return np.ascontiguousarray(pixels.detach().permute(0, 2, 3, 1).cpu().numpy())
+    return tensor_to_rgb(pixels)
 
 
 def write_png(path: Path, image: torch.Tensor) -> None:
@@ -40,7 +51,7 @@ def write_png(path: Path, image: torch.Tensor) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}.png")
     try:
-        Image.fromarray(tensor_to_rgb(image[None])[0]).save(tmp)
+        Image.fromarray(frames_to_rgb8(image[None])[0]).save(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -76,11 +76,14 @@ class VideoInfo:
         return dataclasses.replace(self, width=width, height=height)
 
 
-@dataclass
+@dataclass(eq=False)
 class Frames(PortType):
     """A batch of consecutive frames of one shot.
 
-    data: RGB in [0, 1], float, shape (B, 3, H, W), on the producing node's device.
+    pixels: RGB, shape (B, 3, H, W), on the producing node's device: float in [0, 1], or
+        uint8 straight from Decode. Nodes read ``data``, always float in [0, 1]; the
+        uint8 form lets a frame that no node changes go from Decode to Encode without a
+        round trip through float, and crosses to a GPU at a quarter of the bytes.
     index: the B frame numbers in the source (0-based, presentation order).
     pts: the B presentation timestamps, in ``info.time_base`` units.
     duration: the B frame durations in ``info.time_base`` units (the last frame's
@@ -88,37 +91,49 @@ class Frames(PortType):
     """
 
     label = "frames"
-    data: torch.Tensor
+    pixels: torch.Tensor
     index: list[int]
     pts: list[int]
     duration: list[int]
     info: VideoInfo
 
     def __post_init__(self) -> None:
-        check_shape(self.data, ["B", 3, "H", "W"], "Frames.data")
-        if not (len(self.index) == len(self.pts) == len(self.duration) == self.data.shape[0]):
+        check_shape(self.pixels, ["B", 3, "H", "W"], "Frames.pixels")
+        if not (self.pixels.is_floating_point() or self.pixels.dtype == torch.uint8):
+            raise ShapeError(f"Frames.pixels: expected float or uint8, found {self.pixels.dtype}")
+        if not (len(self.index) == len(self.pts) == len(self.duration) == self.pixels.shape[0]):
             raise ShapeError(
-                f"Frames: {self.data.shape[0]} images but {len(self.index)} indices, "
+                f"Frames: {self.pixels.shape[0]} images but {len(self.index)} indices, "
                 f"{len(self.pts)} pts, {len(self.duration)} durations"
             )
+        self._float: torch.Tensor | None = None
+
+    @property
+    def data(self) -> torch.Tensor:
+        """RGB float in [0, 1], shape (B, 3, H, W); converted from uint8 once, on first use."""
+        if not self.pixels.is_floating_point():
+            if self._float is None:  # two consumers racing here both compute the same tensor
+                self._float = self.pixels.to(torch.float32).mul_(1 / 255)
+            return self._float
+        return self.pixels
 
     def __len__(self) -> int:
-        return self.data.shape[0]
+        return self.pixels.shape[0]
 
     def to(self, device: torch.device, non_blocking: bool = False) -> "Frames":
-        if self.data.device == torch.device(device):
+        if self.pixels.device == torch.device(device):
             return self
-        data = self.data
-        if data.device.type == "cpu" and torch.device(device).type == "cuda":
-            data = data.pin_memory()
-        return dataclasses.replace(self, data=data.to(device, non_blocking=non_blocking))
+        pixels = self.pixels
+        if pixels.device.type == "cpu" and torch.device(device).type == "cuda":
+            pixels = pixels.pin_memory()
+        return dataclasses.replace(self, pixels=pixels.to(device, non_blocking=non_blocking))
 
     def with_data(self, data: torch.Tensor) -> "Frames":
         """Same frames and timing, new pixels (e.g. resized); ``info`` follows the new size."""
         info = self.info
         if tuple(data.shape[-2:]) != (info.height, info.width):
             info = info.with_size(int(data.shape[-1]), int(data.shape[-2]))
-        return dataclasses.replace(self, data=data, info=info)
+        return dataclasses.replace(self, pixels=data, info=info)
 
     def preview_image(self, frame: int) -> torch.Tensor | None:
         if frame not in self.index:
@@ -126,7 +141,7 @@ class Frames(PortType):
         return self.data[self.index.index(frame)].detach().cpu()
 
     def select(self, rows: slice) -> "Frames":
-        return Frames(self.data[rows], self.index[rows], self.pts[rows], self.duration[rows], self.info)
+        return Frames(self.pixels[rows], self.index[rows], self.pts[rows], self.duration[rows], self.info)
 
 
 @dataclass(frozen=True)
