@@ -76,3 +76,44 @@ def test_demo_runs_from_packaged_inputs(cli, tmp_path):
     facts = stream_facts(out)
     assert facts["frames"] == 50 and facts["metadata"]["synthetic_media"] == "true"
     assert (tmp_path / "demo" / "grace_rescaled.mp4.swapgraph.json").exists()
+
+
+def _run_on_a_terminal(*args) -> str:
+    """Run swapgraph with stderr on a pseudo-terminal; returns what the terminal showed."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "swapgraph.runtime.cli", *map(str, args)], stdout=slave,
+                            stderr=slave, close_fds=True)
+    os.close(slave)
+    shown = b""
+    while select.select([master], [], [], 60)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert proc.wait(timeout=60) == 0
+    os.close(master)
+    return shown.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_only(clip, tmp_path):
+    args = ["run", GRAPHS / "transcode.json", "--set", f"plate.path={clip}", "--set", f"out.path={tmp_path / 'o.mp4'}"]
+    shown = _run_on_a_terminal(*args)
+    assert "24/24" in shown and "frame/s" in shown and "transcode:" in shown
+    quiet = _run_on_a_terminal(*args, "--quiet")
+    assert "frame/s" not in quiet and "done:" not in quiet
+    proc = swapgraph_subprocess(*args)  # pipes, not a terminal: no bar, the summary still printed
+    out, err = proc.communicate(timeout=120)
+    assert "frame/s" not in err and out.startswith("done: 24 frames")
