@@ -378,45 +378,42 @@ def _can_write(folder: Path) -> bool:
         return False
 
 
+def _path_params(bound: Mapping[str, BoundNode], role: str):
+    """(where, "node.param", path) for every set path param of ``role`` ("input"/"output")."""
+    for node_id, node in bound.items():
+        if node.params is None:
+            continue
+        for name, r in node.params.path_fields().items():
+            value = getattr(node.params, name)
+            if value is not None and r == role:
+                yield f"node {node_id!r} ({node.cls.type_name()}) param {name!r}", f"{node_id}.{name}", Path(value)
+
+
 def _check_paths(bound: Mapping[str, BoundNode], issues: list[Issue]) -> None:
-    bound = {k: n for k, n in bound.items() if n.params is not None}
     inputs: dict[Path, str] = {}
-    for node_id, node in bound.items():
-        where = f"node {node_id!r} ({node.cls.type_name()})"
-        for name, role in node.params.path_fields().items():
-            value = getattr(node.params, name)
-            if value is None or role != "input":
-                continue
-            p = Path(value)
-            if not p.exists():
-                issues.append(Issue(f"{where} param {name!r}", f"input file {str(p)!r} does not exist",
-                                    "check the path (relative paths are relative to the graph file)"))
-            elif not os.access(p, os.R_OK):
-                issues.append(Issue(f"{where} param {name!r}", f"input file {str(p)!r} is not readable",
-                                    "fix its permissions"))
-            else:
-                inputs[p.resolve()] = f"{node_id}.{name}"
+    for where, ref, p in _path_params(bound, "input"):
+        if not p.exists():
+            issues.append(Issue(where, f"input file {str(p)!r} does not exist",
+                                "check the path (relative paths are relative to the graph file)"))
+        elif not os.access(p, os.R_OK):
+            issues.append(Issue(where, f"input file {str(p)!r} is not readable", "fix its permissions"))
+        else:
+            inputs[p.resolve()] = ref
     outputs: dict[Path, str] = {}
-    for node_id, node in bound.items():
-        where = f"node {node_id!r} ({node.cls.type_name()})"
-        for name, role in node.params.path_fields().items():
-            value = getattr(node.params, name)
-            if value is None or role != "output":
-                continue
-            p = Path(value).resolve()
-            pwhere = f"{where} param {name!r}"
-            if p in inputs:
-                issues.append(Issue(pwhere, f"output {str(p)!r} is also the input {inputs[p]}",
-                                    "write the output to a new file; swapgraph never overwrites its inputs"))
-            if p in outputs:
-                issues.append(Issue(pwhere, f"output {str(p)!r} is also written by {outputs[p]}",
-                                    "give each output its own path"))
-            outputs[p] = f"{node_id}.{name}"
-            folder = _nearest_existing(p.parent)
-            if not _can_write(folder):
-                issues.append(Issue(pwhere, f"output folder {str(p.parent)!r} is not writable"
-                                    + ("" if folder == p.parent else f" (nearest existing folder {str(folder)!r})"),
-                                    "choose a folder you can write to"))
+    for where, ref, p in _path_params(bound, "output"):
+        p = p.resolve()
+        if p in inputs:
+            issues.append(Issue(where, f"output {str(p)!r} is also the input {inputs[p]}",
+                                "write the output to a new file; swapgraph never overwrites its inputs"))
+        if p in outputs:
+            issues.append(Issue(where, f"output {str(p)!r} is also written by {outputs[p]}",
+                                "give each output its own path"))
+        outputs[p] = ref
+        folder = _nearest_existing(p.parent)
+        if not _can_write(folder):
+            issues.append(Issue(where, f"output folder {str(p.parent)!r} is not writable"
+                                + ("" if folder == p.parent else f" (nearest existing folder {str(folder)!r})"),
+                                "choose a folder you can write to"))
 
 
 # --- JSON Schema ---------------------------------------------------------------------
