@@ -347,11 +347,14 @@ class VideoWriter:
                 raise MediaError(f"{self.final}: the container does not take {s.codec_context.name} audio; "
                                  "use audio 'auto' (AAC) or a .mkv/.mov output")
             else:
+                # the default layout for the channel count: a source's may be "unspecified order",
+                # which the AAC encoder refuses
+                channels = s.codec_context.channels or 2
+                layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, f"{channels}c")
                 out = self.container.add_stream("aac", rate=s.codec_context.sample_rate)
                 out.bit_rate = bitrate
-                out.layout = s.codec_context.layout
-                resampler = av.AudioResampler(format="fltp", layout=s.codec_context.layout,
-                                              rate=s.codec_context.sample_rate)
+                out.layout = layout
+                resampler = av.AudioResampler(format="fltp", layout=layout, rate=s.codec_context.sample_rate)
                 self.audio_map[s.index] = out
                 self.audio_transcode[s.index] = (resampler, [0])
                 self.audio_mode_used.append(f"aac from {s.codec_context.name}")

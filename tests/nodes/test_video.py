@@ -232,3 +232,43 @@ class TestBadMedia:
     def test_probe_raises_media_error(self, cases):
         with pytest.raises(MediaError, match="empty"):
             probe_video(cases["zero_bytes"][0])
+
+
+def _clip_with_audio(path: Path, frames: np.ndarray, codec: str, fmt: str) -> Path:
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        a = c.add_stream(codec, rate=48000)
+        a.layout = "mono"
+        for i, rgb in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        samples = int(48000 * len(frames) / 25)
+        tone = (np.sin(np.arange(samples) * 2 * np.pi * 440 / 48000) * 0.3)
+        data = ((tone * 127 + 128).astype(np.uint8) if fmt == "u8" else (tone * 32767).astype(np.int16))[None]
+        for start in range(0, samples, 960):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start:start + 960]), format=fmt, layout="mono")
+            f.sample_rate, f.pts, f.time_base = 48000, start, Fraction(1, 48000)
+            c.mux(a.encode(f))
+        c.mux(a.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("codec,fmt,suffix,want", [
+    ("pcm_u8", "u8", ".mkv", "aac"),         # MP4 does not take 8-bit PCM: encoded to AAC
+    ("pcm_s16le", "s16", ".mov", "pcm_s16le"),  # MP4 takes 16-bit PCM: copied
+])
+def test_audio_copied_when_the_container_takes_it_else_aac(cli, grace_frames, tmp_path, codec, fmt, suffix, want):
+    src = _clip_with_audio(tmp_path / f"src{suffix}", grace_frames, codec, fmt)
+    out = tmp_path / "out.mp4"
+    r = transcode(cli, src, out, "--set", "out.preset=ultrafast")
+    assert r.code == 0, r.err
+    facts = stream_facts(out)
+    assert [a["codec"] for a in facts["audio"]] == [want]
+    assert facts["audio"][0]["duration"] == pytest.approx(24 / 25, abs=1 / 25)
+    side = json.loads((tmp_path / "out.mp4.swapgraph.json").read_text())
+    assert side["audio"] == [("aac from " if want == "aac" else "copy ") + codec]
+    r = transcode(cli, src, tmp_path / "none.mp4", "--set", "out.audio=none")
+    assert r.code == 0 and stream_facts(tmp_path / "none.mp4")["audio"] == []
