@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from .resample import Resize
+from .align import Align
+from .face import DetectFaces, SmoothLandmarks
+from .faceset import WriteFaceset
+from .resample import Downscale, Resize, Upscale
 from .video import Decode, Encode
 
-BUILTIN_NODES = [Decode, Encode, Resize]
+BUILTIN_NODES = [Decode, Encode, Resize, DetectFaces, SmoothLandmarks, Align, Downscale, Upscale, WriteFaceset]
 
-__all__ = ["BUILTIN_NODES", "Decode", "Encode", "Resize"]
+__all__ = ["BUILTIN_NODES", *(cls.__name__ for cls in BUILTIN_NODES)]

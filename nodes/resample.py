@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import kornia
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 
 from swapgraph.runtime.node import Issue, Node, NodeSchema, Params, Port
-from swapgraph.runtime.ports import Frames, check_shape
+from swapgraph.runtime.ports import Faces, Frames, check_shape
 
 
 def _even(x: float) -> int:
@@ -97,3 +98,78 @@ class Resize(Node):
         else:
             size = target_size(h, w, factor=p.factor, to_height=p.height, even=p.even)
         return {"frames": frames.with_data(resize_images(frames.data, size, p.mode, p.antialias))}
+
+
+class DownscaleParams(Params):
+    face_height: int = Field(256, ge=16, le=4096, description="target face height in pixels (landmark extent)")
+    per_shot: bool = Field(True, description="one scale for the whole shot (the plate's resolution stays uniform), "
+                                             "fixed on the first frames with a face; else a scale per batch")
+    scale: float | None = Field(None, gt=0, le=16, description="use this scale instead of measuring the faces "
+                                                               "(e.g. the same for every chunk on a farm)")
+    enlarge: bool = Field(False, description="allow scales above 1 (small faces made bigger)")
+    mode: Literal["bilinear", "bicubic", "area", "nearest"] = Field("area", description="interpolation")
+
+
+class Downscale(Node):
+    """Downscale-to-256: scale frames so the tracked face is about ``face_height`` px tall.
+
+    The classic advice: work on faces about 256 px tall, at one scale for the whole shot
+    so the plate's resolution stays uniform. Never enlarges unless asked. The faces'
+    boxes and landmarks are scaled to match the new frames. With ``per_shot`` the scale is
+    fixed by the first batch that has a face (batches before it pass at their own size);
+    give ``scale`` to fix it in advance, e.g. for farm chunks.
+    """
+
+    schema = NodeSchema(
+        inputs={"frames": Port(Frames, "frames to scale"), "faces": Port(Faces, "faces found in those frames")},
+        outputs={"frames": Port(Frames, "scaled frames"), "faces": Port(Faces, "faces in scaled-frame pixels")},
+        params=DownscaleParams, category="resample")
+
+    params: DownscaleParams
+
+    def open(self, ctx) -> None:
+        self.shot_scale: float | None = self.params.scale
+
+    def _measure(self, faces: Faces) -> float | None:
+        heights = [float(f.landmarks[:, 1].max() - f.landmarks[:, 1].min()) for row in faces.faces for f in row]
+        if not heights:
+            return None
+        s = self.params.face_height / float(np.median(heights))
+        return s if self.params.enlarge else min(1.0, s)
+
+    def process(self, frames: Frames, faces: Faces) -> dict[str, Any]:
+        scale = self.shot_scale
+        if scale is None:
+            scale = self._measure(faces)
+            if self.params.per_shot and scale is not None:
+                self.shot_scale = scale
+        scale = 1.0 if scale is None else scale
+        _, _, h, w = frames.pixels.shape
+        size = target_size(h, w, factor=scale) if scale != 1.0 else (h, w)
+        out = frames.with_data(resize_images(frames.data, size, self.params.mode)) if size != (h, w) else frames
+        sx, sy = size[1] / w, size[0] / h
+        scaled = [[f.scaled(sx, sy) for f in row] for row in faces.faces]
+        return {"frames": out, "faces": Faces(scaled, out)}
+
+    def stats(self) -> dict[str, Any]:
+        s = getattr(self, "shot_scale", None)
+        return {"scale": round(s, 4)} if s is not None else {}
+
+
+class UpscaleParams(Params):
+    mode: Literal["bilinear", "bicubic", "area", "nearest"] = Field("bicubic", description="interpolation")
+
+
+class Upscale(Node):
+    """Return frames to the size of the ``reference`` frames (the plate before Downscale)."""
+
+    schema = NodeSchema(
+        inputs={"frames": Port(Frames, "frames to scale back"), "reference": Port(Frames, "frames whose size to match")},
+        outputs={"frames": Port(Frames, "frames at the reference's size")},
+        params=UpscaleParams, category="resample")
+
+    params: UpscaleParams
+
+    def process(self, frames: Frames, reference: Frames) -> dict[str, Any]:
+        size = (reference.info.height, reference.info.width)
+        return {"frames": frames.with_data(resize_images(frames.data, size, self.params.mode))}

@@ -151,6 +151,23 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_faceset_stats(args: argparse.Namespace) -> int:
+    from swapgraph.nodes.faceset import faceset_stats
+
+    print(faceset_stats(Path(args.dir)))
+    return 0
+
+
+def cmd_faceset_filter(args: argparse.Namespace) -> int:
+    from swapgraph.nodes.faceset import filter_faceset
+
+    buckets = {b.strip() for spec in args.bucket for b in spec.split(",") if b.strip()} or None
+    kept, total = filter_faceset(Path(args.dir), Path(args.out), buckets=buckets, min_sharpness=args.min_sharpness,
+                                 min_change=args.min_change)
+    print(f"kept {kept} of {total} faces in {args.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -194,6 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("schema", help="print the JSON Schema of graph files")
     sp.set_defaults(func=cmd_schema)
+
+    sp = sub.add_parser("faceset", help="inspect and filter facesets")
+    fsub = sp.add_subparsers(dest="faceset_command", required=True, parser_class=_Parser)
+    fp = fsub.add_parser("stats", help="faces per bucket, blur and yaw histograms")
+    fp.add_argument("dir", help="faceset folder")
+    fp.set_defaults(func=cmd_faceset_stats)
+    fp = fsub.add_parser("filter", help="copy the faces that pass into a new faceset")
+    fp.add_argument("dir", help="faceset folder")
+    fp.add_argument("--out", required=True, help="new faceset folder")
+    fp.add_argument("--bucket", action="append", default=[], help="keep this orientation bucket (repeatable or "
+                                                                   "comma-separated): frontal, three_quarter, side")
+    fp.add_argument("--min-sharpness", type=float, default=0.0, metavar="X", help="lowest blur score kept")
+    fp.add_argument("--min-change", type=float, default=0.02, metavar="D",
+                    help="drop a face that differs from the last kept face of its track by less than this "
+                         "(mean absolute difference of 16x16 thumbnails, 0..1); 0 keeps duplicates")
+    fp.set_defaults(func=cmd_faceset_filter)
 
     sp = sub.add_parser("demo", help="make a shot from a packaged photo and run the pipeline on it")
     sp.add_argument("--out", default="demo-output", help="folder for the demo's files")

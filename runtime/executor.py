@@ -27,7 +27,7 @@ import torch
 from .errors import Cancelled, NodeError, SwapgraphError, UsageError
 from .graph import Graph
 from .node import Node, RunContext, Sink, Source
-from .ports import Frames, move
+from .ports import Frames, PortType, move
 
 _END = object()
 
@@ -88,10 +88,7 @@ class RunResult:
 
 
 def _frames_in(values: dict[str, Any]) -> int:
-    for v in values.values():
-        if isinstance(v, Frames):
-            return len(v)
-    return 0
+    return max((v.frames_in_batch() for v in values.values() if isinstance(v, PortType)), default=0)
 
 
 class Executor:

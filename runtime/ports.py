@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from .errors import ShapeError
@@ -44,6 +45,10 @@ class PortType:
     def to(self, device: torch.device, non_blocking: bool = False) -> "PortType":
         """This value with its tensors on ``device``; the same object when already there."""
         return self
+
+    def frames_in_batch(self) -> int:
+        """How many frames of the shot this value covers (progress counts these)."""
+        return 0
 
     def preview_image(self, frame: int) -> torch.Tensor | None:
         """What ``swapgraph preview`` shows for source frame ``frame``: RGB (3, H, W) in [0, 1],
@@ -120,6 +125,9 @@ class Frames(PortType):
     def __len__(self) -> int:
         return self.pixels.shape[0]
 
+    def frames_in_batch(self) -> int:
+        return len(self)
+
     def to(self, device: torch.device, non_blocking: bool = False) -> "Frames":
         if self.pixels.device == torch.device(device):
             return self
@@ -142,6 +150,128 @@ class Frames(PortType):
 
     def select(self, rows: slice) -> "Frames":
         return Frames(self.pixels[rows], self.index[rows], self.pts[rows], self.duration[rows], self.info)
+
+
+BUCKETS = ("frontal", "three_quarter", "side")
+
+
+@dataclass
+class Face:
+    """One face in one frame.
+
+    track: id stable across frames for the same person (-1 before tracking).
+    box: (x0, y0, x1, y1) in frame pixels.
+    landmarks: (478, 3) float32, MediaPipe's refined mesh; x, y in frame pixels, z in
+        pixels of the same scale, negative towards the camera.
+    pose: (yaw, pitch, roll) in degrees; yaw > 0 when the face turns to its own left
+        (towards image right), pitch > 0 looking down, roll > 0 tilting clockwise.
+    bucket: orientation bucket, one of ``BUCKETS``.
+    """
+
+    track: int
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray
+    pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    bucket: str = "frontal"
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    def scaled(self, sx: float, sy: float) -> "Face":
+        lm = self.landmarks * np.array([sx, sy, sx], np.float32)
+        x0, y0, x1, y1 = self.box
+        return dataclasses.replace(self, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy), landmarks=lm)
+
+
+@dataclass(eq=False)
+class Faces(PortType):
+    """The faces found in a batch of frames.
+
+    faces: one list per frame of ``frames`` (empty where no face was kept).
+    frames: the batch the faces were found in (pixels are not copied; preview draws on it).
+    """
+
+    label = "faces"
+    faces: list[list[Face]]
+    frames: "Frames"
+
+    def __post_init__(self) -> None:
+        if len(self.faces) != len(self.frames):
+            raise ShapeError(f"Faces: {len(self.faces)} lists for {len(self.frames)} frames")
+
+    def frames_in_batch(self) -> int:
+        return len(self.frames)
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> "Faces":
+        return dataclasses.replace(self, frames=self.frames.to(device, non_blocking))
+
+    def preview_image(self, frame: int) -> torch.Tensor | None:
+        if frame not in self.frames.index:
+            return None
+        from .draw import draw_faces
+
+        row = self.frames.index.index(frame)
+        return draw_faces(self.frames.data[row], self.faces[row])
+
+
+@dataclass(eq=False)
+class FaceCrops(PortType):
+    """Aligned face crops of a batch of frames.
+
+    crops: RGB in [0, 1], shape (N, 3, S, S), S = ``crop`` pixels.
+    frame_from_crop: (N, 2, 3) float64 affine taking crop pixels to frame pixels
+        (pixel centres at integer coordinates); ``crop_from_frame`` is its inverse.
+    row: for each crop, the row of ``frames`` it was cut from.
+    faces: for each crop, the face it shows (landmarks in frame pixels).
+    coverage, size: the model sees the central ``coverage`` pixels of each crop,
+        resized to ``size`` (the classic 160 of 256, to 64).
+    frames: the batch the crops were cut from.
+    """
+
+    label = "crops"
+    crops: torch.Tensor
+    frame_from_crop: torch.Tensor
+    row: list[int]
+    faces: list[Face]
+    coverage: int
+    size: int
+    frames: "Frames"
+
+    def __post_init__(self) -> None:
+        n = len(self.row)
+        if self.crops.shape[0] != n or self.frame_from_crop.shape != (n, 2, 3) or len(self.faces) != n:
+            raise ShapeError(f"FaceCrops: {self.crops.shape[0]} crops, {tuple(self.frame_from_crop.shape)} "
+                             f"matrices, {n} rows and {len(self.faces)} faces must agree")
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def frames_in_batch(self) -> int:
+        return len(self.frames)
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.crops.shape[-1])
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> "FaceCrops":
+        if self.crops.device == torch.device(device):
+            return self
+        return dataclasses.replace(self, crops=self.crops.to(device, non_blocking=non_blocking),
+                                   frame_from_crop=self.frame_from_crop.to(device),
+                                   frames=self.frames.to(device, non_blocking))
+
+    def preview_image(self, frame: int) -> torch.Tensor | None:
+        if frame not in self.frames.index:
+            return None
+        from .draw import crop_grid
+
+        row = self.frames.index.index(frame)
+        picks = [i for i, r in enumerate(self.row) if r == row]
+        if not picks:
+            return self.frames.data[row].detach().cpu()
+        return crop_grid(self.crops[picks], self.coverage)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,163 @@
+"""Alignment: similarity transforms to the canonical face, crops, and pasting back.
+
+Convention: matrices are named by the frames they map between. ``crop_from_frame``
+takes frame pixel coordinates to crop pixel coordinates, ``frame_from_crop`` the other
+way; both are (N, 2, 3) affines acting on (x, y, 1) with pixel centres at integer
+coordinates (OpenCV's convention). They are float64 so that a crop pastes back to the
+pixel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kornia
+import torch
+from pydantic import Field, model_validator
+
+from swapgraph.runtime.node import Node, NodeSchema, Params, Port
+from swapgraph.runtime.ports import FaceCrops, Faces, Frames, check_shape
+
+from .face import iter_faces
+from .face_template import STABLE, template_array
+from .resample import resize_images
+
+
+def umeyama(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """Least-squares similarity (rotation, uniform scale, translation) taking ``src`` to ``dst``.
+
+    src: (N, K, 2) points; dst: (K, 2) or (N, K, 2) points. Returns (N, 2, 3) affines M
+    with dst ≈ M @ (x, y, 1). Umeyama (1991), batched, in the dtype of ``src``.
+    """
+    check_shape(src, ["N", "K", 2], "src")
+    dst = dst.to(src).expand_as(src)
+    mu_s, mu_d = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.transpose(1, 2) @ s / src.shape[1]  # (N, 2, 2)
+    u, sig, vt = torch.linalg.svd(cov)
+    sign = torch.sign(torch.linalg.det(u @ vt))
+    fix = torch.ones_like(sig)
+    fix[:, 1] = sign
+    rot = u @ torch.diag_embed(fix) @ vt
+    var = s.pow(2).sum((1, 2)) / src.shape[1]
+    scale = (sig * fix).sum(1) / var
+    lin = scale[:, None, None] * rot
+    t = mu_d.squeeze(1) - (lin @ mu_s.transpose(1, 2)).squeeze(2)
+    return torch.cat([lin, t[:, :, None]], dim=2)
+
+
+def invert_affine(m: torch.Tensor) -> torch.Tensor:
+    """Inverse of (N, 2, 3) affines."""
+    lin, t = m[:, :, :2], m[:, :, 2:]
+    inv = torch.linalg.inv(lin)
+    return torch.cat([inv, -inv @ t], dim=2)
+
+
+def template_points(crop: int, coverage: int) -> torch.Tensor:
+    """Where the rigid template points sit in a crop: (K, 2) float64 crop pixels.
+
+    The template's alignment box (brow ends across, brows to lower lip down) fills the
+    central ``coverage`` pixels of a ``crop``-pixel square: the classic geometry.
+    """
+    pad = (crop - coverage) // 2
+    t = torch.from_numpy(template_array(STABLE)[:, :2])
+    # the box's edges fall on the edges of the coverage pixels, whose centres are integers
+    return pad - 0.5 + t * coverage
+
+
+def crop_from_frame_matrices(landmarks: torch.Tensor, crop: int, coverage: int) -> torch.Tensor:
+    """(N, 2, 3) float64 ``crop_from_frame`` for faces' landmarks (N, 478, >=2) in frame pixels."""
+    src = landmarks[:, list(STABLE), :2].to(torch.float64)
+    return umeyama(src, template_points(crop, coverage))
+
+
+def cut_crops(images: torch.Tensor, rows: torch.Tensor, crop_from_frame: torch.Tensor, size: int) -> torch.Tensor:
+    """Aligned crops.
+
+    images: RGB in [0, 1], (B, 3, H, W). rows: (N,) long, the image each crop comes from.
+    crop_from_frame: (N, 2, 3). Returns (N, 3, size, size); outside the frame the border
+    pixels repeat, so a face at the frame edge has no black wedge.
+    """
+    check_shape(images, ["B", 3, "H", "W"], "images")
+    src = images[rows.to(images.device)]
+    return kornia.geometry.transform.warp_affine(src, crop_from_frame.to(src), (size, size), mode="bilinear",
+                                                 padding_mode="border", align_corners=True)
+
+
+def paste_crops(images: torch.Tensor, crops: torch.Tensor, rows: torch.Tensor, frame_from_crop: torch.Tensor,
+                masks: torch.Tensor | None = None) -> torch.Tensor:
+    """Paste crops back into their frames; the inverse of :func:`cut_crops`.
+
+    images: (B, 3, H, W); crops: (N, 3, S, S); rows: (N,) long; frame_from_crop: (N, 2, 3);
+    masks: (N, 1, S, S) in [0, 1], 1 = take the crop (default: the whole crop). Crops are
+    pasted in order, so a later face covers an earlier one. Returns new (B, 3, H, W).
+    """
+    check_shape(crops, ["N", 3, "S", "S"], "crops")
+    out = images.clone()
+    h, w = images.shape[-2:]
+    if masks is None:
+        masks = torch.ones_like(crops[:, :1])
+    m = frame_from_crop.to(crops)
+    warped = kornia.geometry.transform.warp_affine(crops, m, (h, w), mode="bilinear", padding_mode="zeros",
+                                                   align_corners=True)
+    alpha = kornia.geometry.transform.warp_affine(masks.to(crops), m, (h, w), mode="bilinear",
+                                                  padding_mode="zeros", align_corners=True)
+    for i, r in enumerate(rows.tolist()):
+        out[r] = out[r] * (1 - alpha[i]) + warped[i] * alpha[i]
+    return out
+
+
+def model_input(crops: torch.Tensor, coverage: int, size: int) -> torch.Tensor:
+    """The model's view of crops: the central ``coverage`` pixels resized to ``size``.
+
+    crops: (N, 3, S, S) in [0, 1]. Returns (N, 3, size, size).
+    """
+    s = crops.shape[-1]
+    pad = (s - coverage) // 2
+    centre = crops[..., pad:pad + coverage, pad:pad + coverage]
+    return resize_images(centre, (size, size), "area" if size < coverage else "bicubic")
+
+
+class AlignParams(Params):
+    crop: int = Field(256, ge=16, le=4096, description="side of the aligned crop, in pixels")
+    coverage: int = Field(160, ge=8, le=4096, description="central pixels of the crop that the model sees")
+    size: int = Field(64, ge=8, le=1024, description="model input side: the coverage is resized to this")
+
+    @model_validator(mode="after")
+    def _fits(self) -> "AlignParams":
+        if self.coverage > self.crop:
+            raise ValueError(f"coverage {self.coverage} is larger than crop {self.crop}")
+        return self
+
+
+class Align(Node):
+    """Cut an aligned crop of every face: a similarity transform to the canonical face.
+
+    The rigid landmarks (eyes, brows, nose) are fitted by least squares (Umeyama) to the
+    canonical template placed in the central ``coverage`` pixels of a ``crop``-pixel
+    square: by default the classic geometry, a 256 px crop whose central 160 px are
+    resized to the 64 px model input. ``frame_from_crop`` is kept exactly (float64), so
+    crops paste back to the pixel.
+    """
+
+    schema = NodeSchema(inputs={"frames": Port(Frames, "the frames the faces are in"),
+                                "faces": Port(Faces, "faces with landmarks")},
+                        outputs={"crops": Port(FaceCrops, "aligned crops (N, 3, crop, crop)")},
+                        params=AlignParams, category="align")
+
+    params: AlignParams
+
+    def process(self, frames: Frames, faces: Faces) -> dict[str, Any]:
+        p = self.params
+        picked = list(iter_faces(faces))
+        device = frames.data.device
+        if not picked:
+            empty = torch.zeros(0, 3, p.crop, p.crop, device=device)
+            return {"crops": FaceCrops(empty, torch.zeros(0, 2, 3, dtype=torch.float64), [], [], p.coverage, p.size,
+                                       frames)}
+        rows = torch.tensor([r for r, _, _ in picked])
+        landmarks = torch.stack([torch.from_numpy(f.landmarks) for _, _, f in picked])
+        crop_from_frame = crop_from_frame_matrices(landmarks, p.crop, p.coverage)
+        crops = cut_crops(frames.data, rows, crop_from_frame, p.crop)
+        return {"crops": FaceCrops(crops, invert_affine(crop_from_frame), rows.tolist(), [f for _, _, f in picked],
+                                   p.coverage, p.size, frames)}

@@ -1,0 +1,479 @@
+"""Faces: detection, 478-point landmarks, tracking, head pose, orientation, smoothing.
+
+Face analysis runs on the CPU with MediaPipe 0.10.21 (BlazeFace full-range detection
+and the refined face mesh, both shipped in its wheel), in a pool of worker processes
+sized to the machine. Workers get small images: each frame downscaled for detection,
+then a face-sized crop per face for the mesh; never the plate itself. Results come back
+in frame order, and tracking, pose and orientation buckets are computed in order in the
+node's own thread.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Literal, Sequence
+
+import cv2
+import numpy as np
+from pydantic import Field, field_validator
+
+from swapgraph.runtime.errors import NodeError
+from swapgraph.runtime.images import frames_to_rgb8
+from swapgraph.runtime.node import Node, NodeSchema, Params, Port, RunContext
+from swapgraph.runtime.ports import BUCKETS, Face, Faces, Frames
+
+from .face_template import STABLE, template_array
+
+MESH_SIZE = 256  # side of the face crop the mesh model gets (it runs at 192 internally)
+CROP_EXPAND = 1.9  # crop side / detected box side: the whole head with margin
+
+# --- workers (module level so spawned processes can import them) -----------------------
+
+_models: dict[str, Any] = {}
+
+
+def _init_worker(detector: str, min_confidence: float) -> None:
+    """Load the two MediaPipe graphs once per process."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import mediapipe as mp
+
+    _models["detect"] = mp.solutions.face_detection.FaceDetection(
+        model_selection=1 if detector == "full" else 0, min_detection_confidence=min_confidence)
+    _models["mesh"] = mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=True, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.3)
+
+
+def _detect(image: np.ndarray) -> list[tuple[float, float, float, float, float]]:
+    """Faces in an RGB uint8 image as (x, y, w, h, score), relative to the image size."""
+    result = _models["detect"].process(image)
+    found = []
+    for d in result.detections or ():
+        b = d.location_data.relative_bounding_box
+        found.append((b.xmin, b.ymin, b.width, b.height, float(d.score[0])))
+    return found
+
+
+def _mesh(crop: np.ndarray) -> np.ndarray | None:
+    """478 landmarks (x, y, z) of the face in an RGB uint8 crop, in crop pixels; None if none."""
+    result = _models["mesh"].process(crop)
+    if not result.multi_face_landmarks:
+        return None
+    s = crop.shape[1]
+    lm = result.multi_face_landmarks[0].landmark
+    return np.array([(p.x * s, p.y * crop.shape[0], p.z * s) for p in lm], np.float32)
+
+
+class FaceAnalyzer:
+    """Detection then mesh, on ``workers`` processes (1: in this process), order kept."""
+
+    def __init__(self, workers: int, detector: str, min_confidence: float, detect_size: int) -> None:
+        self.detect_size = detect_size
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+        if workers > 1:
+            # spawn, not fork: the run's threads (and torch's) must not be forked mid-flight
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init_worker, initargs=(detector, min_confidence))
+        else:
+            _init_worker(detector, min_confidence)
+
+    def _map(self, fn, items: list) -> list:
+        if not items:
+            return []
+        if self.pool is None:
+            return [fn(x) for x in items]
+        chunk = max(1, len(items) // (self.workers * 2))
+        return list(self.pool.map(fn, items, chunksize=chunk))
+
+    def analyze(self, images: np.ndarray, max_faces: int, min_face_size: float) -> list[list[Face]]:
+        """Faces (untracked) in each RGB uint8 image of (B, H, W, 3)."""
+        _, h, w, _ = images.shape
+        f = min(1.0, self.detect_size / max(h, w))
+        small = [cv2.resize(im, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA) if f < 1 else im
+                 for im in images]
+        detections = self._map(_detect, small)
+        jobs: list[tuple[int, float, np.ndarray, np.ndarray]] = []
+        crops = []
+        for i, found in enumerate(detections):
+            boxes = [(x * w, y * h, bw * w, bh * h, s) for x, y, bw, bh, s in found if min(bw * w, bh * h) >= min_face_size]
+            boxes.sort(key=lambda b: -b[2] * b[3])
+            for x, y, bw, bh, score in boxes[:max_faces]:
+                side = max(bw, bh) * CROP_EXPAND
+                cx, cy = x + bw / 2, y + bh / 2
+                k = MESH_SIZE / side
+                # crop pixels = k * (frame pixels - corner); pixel centres at integers
+                crop_from_frame = np.array([[k, 0, -k * (cx - side / 2)], [0, k, -k * (cy - side / 2)]], np.float64)
+                crops.append(cv2.warpAffine(images[i], crop_from_frame, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_AREA
+                                            if k < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
+                jobs.append((i, score, crop_from_frame, np.array([k, k, k])))
+        meshes = self._map(_mesh, crops)
+        faces: list[list[Face]] = [[] for _ in range(len(images))]
+        for (i, score, m, k), lm in zip(jobs, meshes):
+            if lm is None:
+                continue
+            frame_lm = np.empty_like(lm)
+            frame_lm[:, 0] = (lm[:, 0] - m[0, 2]) / k[0]
+            frame_lm[:, 1] = (lm[:, 1] - m[1, 2]) / k[1]
+            frame_lm[:, 2] = lm[:, 2] / k[2]
+            faces[i].append(Face(track=-1, box=landmark_box(frame_lm), score=score, landmarks=frame_lm))
+        for row in faces:  # two detections of one face give one mesh twice: keep the first
+            row[:] = [f for n, f in enumerate(row) if all(box_iou(f.box, g.box) < 0.6 for g in row[:n])]
+        return faces
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+# --- geometry --------------------------------------------------------------------------
+
+def landmark_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) around a face's landmarks, in the landmarks' pixels."""
+    x0, y0 = landmarks[:, :2].min(0)
+    x1, y1 = landmarks[:, :2].max(0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def head_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of a face's 478 landmarks against the frontal template.
+
+    Fits the rotation taking the template's rigid points onto the face's (x, y, z) by
+    least squares (Kabsch); yaw > 0 turns towards image right, pitch > 0 looks down,
+    roll > 0 tilts clockwise. Convention: R = Rz(roll) @ Ry(-yaw) @ Rx(pitch).
+    """
+    src = template_array(STABLE)
+    dst = landmarks[list(STABLE)].astype(np.float64)
+    s, d = src - src.mean(0), dst - dst.mean(0)
+    u, _, vt = np.linalg.svd(d.T @ s)
+    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    r = u @ fix @ vt
+    yaw = -math.degrees(math.asin(max(-1.0, min(1.0, -r[2, 0]))))
+    pitch = math.degrees(math.atan2(r[2, 1], r[2, 2]))
+    roll = math.degrees(math.atan2(r[1, 0], r[0, 0]))
+    return yaw, pitch, roll
+
+
+@dataclass(frozen=True)
+class BucketRule:
+    """Orientation buckets by |yaw|, with hysteresis.
+
+    ``frontal`` below ``frontal_max`` degrees, ``side`` above ``side_min``,
+    ``three_quarter`` between. A face leaves its bucket only once |yaw| is ``margin``
+    degrees past the threshold, so a head near a threshold does not flip every frame.
+    """
+
+    frontal_max: float = 20.0
+    side_min: float = 55.0
+    margin: float = 5.0
+
+    def raw(self, yaw: float) -> str:
+        a = abs(yaw)
+        return "frontal" if a < self.frontal_max else "side" if a >= self.side_min else "three_quarter"
+
+    def classify(self, yaw: float, previous: str | None) -> str:
+        new = self.raw(yaw)
+        if previous is None or new == previous:
+            return new
+        a, m = abs(yaw), self.margin
+        stays = {"frontal": a < self.frontal_max + m,
+                 "three_quarter": self.frontal_max - m <= a < self.side_min + m,
+                 "side": a >= self.side_min - m}
+        return previous if stays[previous] else new
+
+
+class BucketTracker:
+    """Per-track bucket state for :class:`BucketRule` hysteresis."""
+
+    def __init__(self, rule: BucketRule) -> None:
+        self.rule = rule
+        self.last: dict[int, str] = {}
+
+    def __call__(self, face: Face) -> Face:
+        pose = head_pose(face.landmarks)
+        bucket = self.rule.classify(pose[0], self.last.get(face.track))
+        self.last[face.track] = bucket
+        return replace(face, pose=pose, bucket=bucket)
+
+
+# --- tracking --------------------------------------------------------------------------
+
+@dataclass
+class _Track:
+    id: int
+    box: tuple[float, float, float, float]
+    last_seen: int
+
+
+@dataclass
+class FaceTracker:
+    """Stable track ids across frames, through misses of up to ``max_missing`` frames.
+
+    Detections are matched to live tracks by a cost mixing overlap and centre distance
+    (in face sizes), solved as an assignment problem; a detection that matches no track
+    starts a new one.
+    """
+
+    max_missing: int = 15
+    max_distance: float = 0.7  # centre distance, in face sizes, beyond which faces never match
+    tracks: list[_Track] = field(default_factory=list)
+    next_id: int = 0
+    frames_seen: int = 0
+
+    def update(self, faces: list[Face]) -> list[Face]:
+        from scipy.optimize import linear_sum_assignment
+
+        now = self.frames_seen
+        self.frames_seen += 1
+        self.tracks = [t for t in self.tracks if now - t.last_seen <= self.max_missing + 1]
+        out: list[Face | None] = [None] * len(faces)
+        if faces and self.tracks:
+            cost = np.full((len(faces), len(self.tracks)), 1e6)
+            for i, f in enumerate(faces):
+                for j, t in enumerate(self.tracks):
+                    size = max(f.box[2] - f.box[0], f.box[3] - f.box[1], 1.0)
+                    dist = math.dist(_centre(f.box), _centre(t.box)) / size
+                    if dist <= self.max_distance:
+                        cost[i, j] = dist + (1 - box_iou(f.box, t.box))
+            for i, j in zip(*linear_sum_assignment(cost)):
+                if cost[i, j] < 1e6:
+                    t = self.tracks[j]
+                    t.box, t.last_seen = faces[i].box, now
+                    out[i] = replace(faces[i], track=t.id)
+        for i, f in enumerate(faces):
+            if out[i] is None:
+                self.tracks.append(_Track(self.next_id, f.box, now))
+                out[i] = replace(f, track=self.next_id)
+                self.next_id += 1
+        return out  # type: ignore[return-value]
+
+
+def _centre(box: Sequence[float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def parse_keep(text: str) -> Literal["largest", "all"] | set[int]:
+    """``largest``, ``all``, or comma-separated track ids such as ``0,2``."""
+    t = text.strip()
+    if t in ("largest", "all"):
+        return t  # type: ignore[return-value]
+    try:
+        ids = {int(p) for p in t.split(",") if p.strip()}
+    except ValueError:
+        ids = set()
+    if not ids:
+        raise ValueError(f"keep {text!r}: expected 'largest', 'all' or track ids like '0,2'")
+    return ids
+
+
+def select_faces(faces: list[Face], keep: Literal["largest", "all"] | set[int]) -> list[Face]:
+    if keep == "all":
+        return faces
+    if keep == "largest":
+        return [max(faces, key=lambda f: f.height)] if faces else []
+    return [f for f in faces if f.track in keep]
+
+
+# --- smoothing -------------------------------------------------------------------------
+
+class OneEuroFilter:
+    """The One-Euro filter (Casiez et al. 2012) over arrays, one cutoff per point.
+
+    A low-pass whose cutoff rises with speed: ``min_cutoff`` (Hz) smooths a still point
+    hard, ``beta`` opens the filter as the point moves, so fast motion is not lagged.
+    Speed is measured in ``scale`` units per second (a face size), so one setting suits
+    faces of any size in the frame.
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0) -> None:
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.x: np.ndarray | None = None
+        self.dx: np.ndarray | None = None
+        self.t: float | None = None
+
+    @staticmethod
+    def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, x: np.ndarray, t: float, scale: float) -> np.ndarray:
+        """Filter points ``x`` (K, D) observed at time ``t`` seconds."""
+        if self.x is None or self.t is None or t <= self.t:
+            self.x, self.dx, self.t = x.astype(np.float64), np.zeros((x.shape[0], 2)), t
+            return x
+        dt = t - self.t
+        # the velocity is low-passed before its magnitude is taken, so jitter (which
+        # changes sign every frame) averages out and does not open the filter
+        a_d = self._alpha(self.d_cutoff, dt)
+        self.dx = a_d * (x[:, :2] - self.x[:, :2]) / dt + (1 - a_d) * self.dx
+        cutoff = self.min_cutoff + self.beta * np.linalg.norm(self.dx, axis=1) / max(scale, 1e-6)
+        a = self._alpha(cutoff, dt)[:, None]
+        self.x = a * x + (1 - a) * self.x
+        self.t = t
+        return self.x.astype(x.dtype)
+
+
+def face_scale(landmarks: np.ndarray) -> float:
+    """A face's size in pixels: the distance between the outer eye corners."""
+    return float(np.linalg.norm(landmarks[263, :2] - landmarks[33, :2]))
+
+
+# --- nodes -----------------------------------------------------------------------------
+
+class DetectFacesParams(Params):
+    max_faces: int = Field(4, ge=1, le=32, description="faces looked for per frame")
+    min_confidence: float = Field(0.5, gt=0, lt=1, description="detector score below which a face is ignored")
+    min_face_size: float = Field(24, ge=8, description="smallest face side kept, in frame pixels")
+    keep: str = Field("largest", description="faces to keep: 'largest', 'all', or track ids such as '0,2'")
+    detector: Literal["full", "short"] = Field(
+        "full", description="BlazeFace model: full range (faces up to ~5 m away) or short range (within ~2 m)")
+    detect_size: int = Field(480, ge=128, le=4096, description="frames are downscaled to this long side to find faces")
+    workers: int = Field(0, ge=0, le=256, description="worker processes; 0 = one per CPU core, 1 = in this process")
+    max_missing: int = Field(15, ge=0, le=1000, description="frames a track survives without its face")
+    frontal_max_yaw: float = Field(20, gt=0, lt=90, description="|yaw| below this is frontal (degrees)")
+    side_min_yaw: float = Field(55, gt=0, le=90, description="|yaw| from this is side (degrees)")
+    bucket_margin: float = Field(5, ge=0, le=30, description="hysteresis: degrees past a threshold before a "
+                                                             "face changes bucket")
+
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, v: str) -> str:
+        parse_keep(v)
+        return v
+
+
+class DetectFaces(Node):
+    """Find faces and their 478 landmarks in every frame, track them, and measure head pose.
+
+    MediaPipe BlazeFace finds faces on a downscaled copy of each frame; the refined face
+    mesh then gives 478 landmarks from a face-sized crop, mapped back to frame pixels.
+    Tracks keep stable ids through short misses and occlusions. Each face gets its head
+    pose (yaw, pitch, roll) and an orientation bucket (frontal, three_quarter, side) with
+    hysteresis. Analysis runs in a pool of processes sized to the machine's cores, in
+    frame order. Frames with no face pass through and are counted.
+    """
+
+    schema = NodeSchema(inputs={"frames": Port(Frames, "frames to search")},
+                        outputs={"faces": Port(Faces, "faces per frame, with landmarks, track, pose, bucket")},
+                        params=DetectFacesParams, devices=("cpu",), category="face")
+
+    params: DetectFacesParams
+
+    def open(self, ctx: RunContext) -> None:
+        p = self.params
+        if p.side_min_yaw <= p.frontal_max_yaw:
+            raise NodeError(f"node {self.id!r}: side_min_yaw ({p.side_min_yaw}) must exceed frontal_max_yaw "
+                            f"({p.frontal_max_yaw}); fix the thresholds")
+        workers = p.workers or (os.cpu_count() or 1)
+        self.analyzer = FaceAnalyzer(workers, p.detector, p.min_confidence, p.detect_size)
+        self.tracker = FaceTracker(max_missing=p.max_missing)
+        self.buckets = BucketTracker(BucketRule(p.frontal_max_yaw, p.side_min_yaw, p.bucket_margin))
+        self.keep = parse_keep(p.keep)
+        self.counts = {"frames": 0, "frames_with_face": 0, "frames_without_face": 0,
+                       "frames_with_several_faces": 0, "faces": 0, "faces_at_frame_edge": 0}
+        self.track_ids: set[int] = set()
+
+    def process(self, frames: Frames) -> dict[str, Any]:
+        p = self.params
+        found = self.analyzer.analyze(frames_to_rgb8(frames.pixels), p.max_faces, p.min_face_size)
+        kept = []
+        for faces in found:
+            faces = [self.buckets(f) for f in self.tracker.update(faces)]
+            faces = select_faces(faces, self.keep)
+            self._count(faces, frames.info.width, frames.info.height)
+            kept.append(faces)
+        return {"faces": Faces(kept, frames)}
+
+    def _count(self, faces: list[Face], width: int, height: int) -> None:
+        c = self.counts
+        c["frames"] += 1
+        c["frames_with_face"] += bool(faces)
+        c["frames_without_face"] += not faces
+        c["frames_with_several_faces"] += len(faces) > 1
+        c["faces"] += len(faces)
+        for f in faces:
+            self.track_ids.add(f.track)
+            x0, y0, x1, y1 = f.box
+            c["faces_at_frame_edge"] += x0 < 0 or y0 < 0 or x1 > width or y1 > height
+
+    def finish(self) -> None:
+        self.analyzer.close()
+
+    def abort(self) -> None:
+        analyzer = getattr(self, "analyzer", None)
+        if analyzer is not None:
+            analyzer.close()
+
+    def stats(self) -> dict[str, Any]:
+        counts = getattr(self, "counts", None)
+        return {**counts, "tracks": len(self.track_ids)} if counts else {}
+
+
+class SmoothLandmarksParams(Params):
+    min_cutoff: float = Field(1.0, gt=0, le=30, description="One-Euro cutoff for a still face (Hz): lower smooths more")
+    beta: float = Field(2.0, ge=0, le=100, description="how fast the cutoff opens with speed (per face size/s)")
+    d_cutoff: float = Field(1.0, gt=0, le=30, description="cutoff of the speed estimate (Hz)")
+    frontal_max_yaw: float = Field(20, gt=0, lt=90, description="as DetectFaces: buckets are re-measured on the "
+                                                                "smoothed landmarks")
+    side_min_yaw: float = Field(55, gt=0, le=90, description="as DetectFaces")
+    bucket_margin: float = Field(5, ge=0, le=30, description="as DetectFaces")
+
+
+class SmoothLandmarks(Node):
+    """Remove landmark jitter per track with a One-Euro filter, without lagging fast motion.
+
+    Each track's 478 landmarks are filtered in time (the frames' pts, so variable frame
+    rates are handled); the filter's cutoff rises with the speed of each point, measured
+    in face sizes per second. Boxes, head pose and orientation buckets are recomputed
+    from the smoothed landmarks. A track that was missing starts its filter afresh.
+    """
+
+    schema = NodeSchema(inputs={"faces": Port(Faces)}, outputs={"faces": Port(Faces, "smoothed faces")},
+                        params=SmoothLandmarksParams, devices=("cpu",), category="face", preroll=30)
+
+    params: SmoothLandmarksParams
+
+    def open(self, ctx: RunContext) -> None:
+        p = self.params
+        self.filters: dict[int, tuple[OneEuroFilter, int]] = {}
+        self.buckets = BucketTracker(BucketRule(p.frontal_max_yaw, p.side_min_yaw, p.bucket_margin))
+
+    def process(self, faces: Faces) -> dict[str, Any]:
+        p = self.params
+        info = faces.frames.info
+        out = []
+        for n, row in zip(faces.frames.index, faces.faces):
+            t = float((faces.frames.pts[faces.frames.index.index(n)] - info.start_pts) * info.time_base)
+            smoothed = []
+            for face in row:
+                filt, last = self.filters.get(face.track, (None, -10))
+                if filt is None or n - last > 1:
+                    filt = OneEuroFilter(p.min_cutoff, p.beta, p.d_cutoff)
+                self.filters[face.track] = (filt, n)
+                lm = filt(face.landmarks, t, face_scale(face.landmarks))
+                smoothed.append(self.buckets(replace(face, landmarks=lm, box=landmark_box(lm))))
+            out.append(smoothed)
+        return {"faces": Faces(out, faces.frames)}
+
+
+def iter_faces(faces: Faces) -> Iterable[tuple[int, int, Face]]:
+    """(row in the batch, source frame number, face) for every face of a batch."""
+    for row, (n, row_faces) in enumerate(zip(faces.frames.index, faces.faces)):
+        for f in row_faces:
+            yield row, n, f
+
+
+__all__ = ["BUCKETS", "BucketRule", "DetectFaces", "FaceAnalyzer", "FaceTracker", "OneEuroFilter", "SmoothLandmarks",
+           "head_pose", "landmark_box"]

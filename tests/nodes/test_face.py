@@ -1,0 +1,415 @@
+"""Faces: detection on real photos, landmarks, tracking, pose, buckets, smoothing, alignment."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from swapgraph.nodes.align import (crop_from_frame_matrices, cut_crops, invert_affine, model_input, paste_crops,
+                                   template_points, umeyama)
+from swapgraph.nodes.face import (BucketRule, FaceAnalyzer, FaceTracker, OneEuroFilter, head_pose, landmark_box,
+                                  parse_keep, select_faces)
+from swapgraph.nodes.face_template import POINTS, STABLE, template, template_array
+from swapgraph.runtime.images import rgb_to_tensor
+from swapgraph.runtime.ports import Face
+
+from helpers import GRAPHS, animate_photo, packaged_photo, write_clip, write_graph
+
+# iris centres checked by hand on 4x enlargements of the photos (image left eye, image right eye)
+EYES = {"grace_hopper": [(223, 191), (306, 188)], "astronaut": [(203, 101), (247, 104)]}
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    a = FaceAnalyzer(workers=1, detector="full", min_confidence=0.5, detect_size=480)
+    yield a
+    a.close()
+
+
+def detect(analyzer, image: np.ndarray, max_faces: int = 4) -> list[Face]:
+    return analyzer.analyze(image[None], max_faces=max_faces, min_face_size=24)[0]
+
+
+def similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
+    a = math.radians(angle_deg)
+    return np.array([[scale * math.cos(a), -scale * math.sin(a), tx], [scale * math.sin(a), scale * math.cos(a), ty]])
+
+
+class TestDetection:
+    @pytest.mark.parametrize("name", ["grace_hopper", "astronaut"])
+    def test_one_face_with_eyes_where_checked_by_hand(self, analyzer, name):
+        image = packaged_photo(name)
+        faces = detect(analyzer, image)
+        assert len(faces) == 1
+        face = faces[0]
+        assert face.landmarks.shape == (478, 3) and face.landmarks.dtype == np.float32
+        for index, (x, y) in zip((468, 473), EYES[name]):
+            assert math.dist(face.landmarks[index, :2], (x, y)) < 4
+        x0, y0, x1, y1 = face.box
+        assert x0 < EYES[name][0][0] < EYES[name][1][0] < x1 and y0 < EYES[name][0][1] < y1
+        assert face.score > 0.7
+
+    def test_no_face_in_a_blank_or_noise_image(self, analyzer):
+        assert detect(analyzer, np.full((240, 320, 3), 128, np.uint8)) == []
+        noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+        assert detect(analyzer, noise) == []
+
+    def test_two_faces_and_max_faces(self, analyzer):
+        a = cv2.resize(packaged_photo("grace_hopper"), (400, 468))
+        b = cv2.resize(packaged_photo("astronaut"), (468, 468))
+        pair = np.hstack([a, b])
+        faces = detect(analyzer, pair)
+        assert len(faces) == 2
+        assert len(detect(analyzer, pair, max_faces=1)) == 1
+
+    def test_pool_gives_the_same_faces_in_order(self, analyzer, grace_frames):
+        frames = grace_frames[:6]
+        pool = FaceAnalyzer(workers=2, detector="full", min_confidence=0.5, detect_size=480)
+        try:
+            pooled = pool.analyze(frames, 4, 24)
+        finally:
+            pool.close()
+        local = analyzer.analyze(frames, 4, 24)
+        assert [len(r) for r in pooled] == [len(r) for r in local] == [1] * 6
+        for p, q in zip(pooled, local):
+            np.testing.assert_allclose(p[0].landmarks, q[0].landmarks, atol=1e-3)
+
+
+class TestPose:
+    @staticmethod
+    def rotated_template(yaw: float, pitch: float, roll: float) -> np.ndarray:
+        def rx(a):
+            return np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+
+        def ry(a):
+            return np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+
+        def rz(a):
+            return np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+
+        r = rz(math.radians(roll)) @ ry(math.radians(-yaw)) @ rx(math.radians(pitch))
+        lm = np.zeros((478, 3), np.float32)
+        t = template()
+        for i in POINTS:
+            lm[i] = 300 * (r @ (t[i] - 0.5)) + [320, 240, 0]
+        return lm
+
+    @pytest.mark.parametrize("yaw,pitch,roll", [(0, 0, 0), (30, 0, 0), (-60, 10, 0), (15, -20, 25), (0, 0, -40)])
+    def test_recovers_known_rotation(self, yaw, pitch, roll):
+        got = head_pose(self.rotated_template(yaw, pitch, roll))
+        assert got == pytest.approx((yaw, pitch, roll), abs=0.01)
+
+    def test_yaw_sign_follows_the_nose(self):
+        lm = self.rotated_template(30, 0, 0)
+        nose, mid_eyes = lm[4, 0], (lm[33, 0] + lm[263, 0]) / 2
+        assert nose > mid_eyes  # yaw > 0: the nose points towards image right
+
+    def test_photos_are_frontal(self, analyzer):
+        for name in ("grace_hopper", "astronaut"):
+            yaw, pitch, roll = head_pose(detect(analyzer, packaged_photo(name))[0].landmarks)
+            assert abs(yaw) < 15 and abs(roll) < 20
+
+    def test_mirrored_photo_mirrors_yaw_and_roll(self, analyzer):
+        image = packaged_photo("astronaut")
+        yaw, _, roll = head_pose(detect(analyzer, image)[0].landmarks)
+        myaw, _, mroll = head_pose(detect(analyzer, np.ascontiguousarray(image[:, ::-1]))[0].landmarks)
+        assert myaw == pytest.approx(-yaw, abs=3) and mroll == pytest.approx(-roll, abs=3)
+
+
+class TestBuckets:
+    def test_thresholds(self):
+        rule = BucketRule(20, 55, 5)
+        assert [rule.raw(y) for y in (0, -19, 20, 40, -54.9, 55, -80)] == [
+            "frontal", "frontal", "three_quarter", "three_quarter", "three_quarter", "side", "side"]
+
+    def test_hysteresis_holds_near_a_threshold(self):
+        rule = BucketRule(20, 55, 5)
+        noisy = [18, 21, 19, 22, 17, 23, 20.5, 19.5, 24]
+        held, b = [], None
+        for y in noisy:
+            b = rule.classify(y, b)
+            held.append(b)
+        assert set(held) == {"frontal"}
+        assert rule.classify(26, "frontal") == "three_quarter"  # past the margin: it changes
+        assert rule.classify(16, "three_quarter") == "three_quarter"
+        assert rule.classify(14, "three_quarter") == "frontal"
+
+
+class TestTracking:
+    @staticmethod
+    def face(x: float, y: float, size: float = 100) -> Face:
+        lm = np.zeros((478, 3), np.float32)
+        lm[:, 0] = np.linspace(x, x + size, 478)
+        lm[:, 1] = np.linspace(y, y + size, 478)
+        return Face(-1, landmark_box(lm), 0.9, lm)
+
+    def test_ids_stable_through_motion_and_short_misses(self):
+        tracker = FaceTracker(max_missing=5)
+        ids = []
+        for t in range(30):
+            faces = [] if 10 <= t < 14 else [self.face(100 + 4 * t, 100), self.face(600 - 4 * t, 300)]
+            ids.append([f.track for f in tracker.update(faces)])
+        assert ids[0] == [0, 1] and ids[29] == [0, 1]
+        assert all(i in ([0, 1], []) for i in ids)
+
+    def test_long_miss_starts_a_new_track(self):
+        tracker = FaceTracker(max_missing=3)
+        tracker.update([self.face(100, 100)])
+        for _ in range(5):
+            tracker.update([])
+        assert tracker.update([self.face(100, 100)])[0].track == 1
+
+    def test_a_far_face_is_a_new_track(self):
+        tracker = FaceTracker()
+        tracker.update([self.face(100, 100)])
+        assert tracker.update([self.face(500, 100)])[0].track == 1
+
+    def test_keep(self):
+        faces = [Face(0, (0, 0, 50, 50), 1, np.zeros((478, 3))), Face(1, (0, 0, 80, 90), 1, np.zeros((478, 3)))]
+        assert [f.track for f in select_faces(faces, parse_keep("largest"))] == [1]
+        assert [f.track for f in select_faces(faces, parse_keep("0"))] == [0]
+        assert len(select_faces(faces, parse_keep("all"))) == 2
+        with pytest.raises(ValueError):
+            parse_keep("biggest")
+
+
+class TestOneEuro:
+    def test_still_point_jitter_is_removed(self):
+        rng = np.random.default_rng(0)
+        f = OneEuroFilter(min_cutoff=1.0, beta=2.0)
+        raw = np.array([[100.0, 100.0]]) + rng.normal(0, 1.0, (150, 1, 2))
+        out = np.array([f(x, t / 30, scale=100) for t, x in enumerate(raw)])
+        assert out[30:].std(0).mean() < 0.4 * raw[30:].std(0).mean()
+
+    def test_fast_motion_is_not_lagged(self):
+        f = OneEuroFilter(min_cutoff=1.0, beta=2.0)
+        still = OneEuroFilter(min_cutoff=1.0, beta=0.0)  # the same filter without speed adaptation
+        xs = [np.array([[100.0 + 20 * t, 50.0]]) for t in range(60)]  # 600 px/s, 6 face sizes a second
+        lag = [x[0, 0] - f(x, t / 30, 100)[0, 0] for t, x in enumerate(xs)][-1]
+        plain = [x[0, 0] - still(x, t / 30, 100)[0, 0] for t, x in enumerate(xs)][-1]
+        assert lag < 10 and plain > 50  # under half a frame of motion, against over two and a half
+
+
+class TestAlignment:
+    def test_umeyama_recovers_a_similarity(self):
+        rng = np.random.default_rng(1)
+        src = torch.from_numpy(rng.uniform(0, 100, (3, 20, 2)))
+        m = torch.from_numpy(np.stack([similarity(a, s, 7, -3) for a, s in ((10, 1.5), (-80, 0.3), (170, 2.0))]))
+        dst = src @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
+        for i in range(3):
+            assert torch.allclose(umeyama(src[i:i + 1], dst[i]), m[i:i + 1], atol=1e-9)
+        inv = invert_affine(m)
+        back = dst @ inv[:, :, :2].transpose(1, 2) + inv[:, None, :, 2]
+        assert torch.allclose(back, src, atol=1e-9)
+
+    def test_template_fills_the_coverage(self):
+        pts = template_points(256, 160)
+        assert pts[:, 0].min() >= 47.5 and pts[:, 0].max() <= 207.5
+        t = template_array(STABLE)
+        assert t[:, 0].min() == pytest.approx(0, abs=1e-6) and t[:, 0].max() == pytest.approx(1, abs=1e-6)
+
+    def test_landmarks_land_on_the_template(self, analyzer):
+        face = detect(analyzer, packaged_photo("grace_hopper"))[0]
+        m = crop_from_frame_matrices(torch.from_numpy(face.landmarks[None]), 256, 160)
+        lm = torch.from_numpy(face.landmarks[list(STABLE), :2]).double()
+        in_crop = lm @ m[0, :, :2].T + m[0, :, 2]
+        assert (in_crop - template_points(256, 160)).norm(dim=1).mean() < 6  # px, a real face against the mean
+
+    def test_rotated_and_scaled_photo_gives_the_same_crop(self, analyzer):
+        image = packaged_photo("grace_hopper")
+        s = similarity(25, 0.8, 120, -60)
+        moved = cv2.warpAffine(image, s, (640, 560), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        crops, mats = [], []
+        for img in (image, moved):
+            face = detect(analyzer, img)[0]
+            m = crop_from_frame_matrices(torch.from_numpy(face.landmarks[None]), 256, 160)
+            crops.append(cut_crops(rgb_to_tensor(img[None]), torch.tensor([0]), m, 256))
+            mats.append(invert_affine(m)[0])
+        centre = slice(48, 208)
+        diff = (crops[0] - crops[1])[..., centre, centre].abs().mean()
+        assert diff < 0.05  # mean over the face, RGB in [0, 1]
+        # frame_from_crop of the moved photo = the known similarity after that of the original
+        corners = torch.tensor([[48.0, 48.0, 1.0], [207.0, 48.0, 1.0], [48.0, 207.0, 1.0], [207.0, 207.0, 1.0]],
+                               dtype=torch.float64)
+        want = torch.from_numpy(s) @ torch.cat([mats[0], torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)])
+        assert ((corners @ mats[1].T) - (corners @ want.T)).norm(dim=1).max() < 4  # px on a 640 px frame
+
+    def test_crop_then_paste_back_reproduces_the_face(self, analyzer):
+        image = packaged_photo("astronaut")
+        frames = rgb_to_tensor(image[None])
+        face = detect(analyzer, image)[0]
+        m = crop_from_frame_matrices(torch.from_numpy(face.landmarks[None]), 256, 160)
+        crops = cut_crops(frames, torch.tensor([0]), m, 256)
+        pasted = paste_crops(torch.zeros_like(frames), crops, torch.tensor([0]), invert_affine(m))
+        x0, y0, x1, y1 = (int(v) for v in face.box)
+        region = (slice(None), slice(None), slice(y0 + 10, y1 - 10), slice(x0 + 10, x1 - 10))
+        assert (pasted[region] - frames[region]).abs().mean() < 0.02  # two bilinear resamplings
+
+    def test_paste_lands_to_the_pixel(self):
+        frames = torch.zeros(1, 3, 300, 400)
+        frame_from_crop = torch.from_numpy(similarity(30, 1.7, 150, 40)[None])
+        crops = torch.zeros(1, 3, 64, 64)
+        crops[0, :, 20, 41] = 1.0  # one white pixel at crop (x=41, y=20)
+        pasted = paste_crops(frames, crops, torch.tensor([0]), frame_from_crop)
+        want = frame_from_crop[0].numpy() @ np.array([41.0, 20.0, 1.0])
+        y, x = np.unravel_index(pasted[0, 0].argmax().item(), (300, 400))
+        assert abs(x - want[0]) <= 1 and abs(y - want[1]) <= 1
+        ys, xs = torch.meshgrid(torch.arange(300.0), torch.arange(400.0), indexing="ij")
+        w = pasted[0, 0]
+        centroid = ((xs * w).sum() / w.sum(), (ys * w).sum() / w.sum())
+        assert math.dist((float(centroid[0]), float(centroid[1])), want) < 0.05  # sub-pixel exact
+
+    def test_model_input_is_the_central_coverage(self):
+        crops = torch.zeros(2, 3, 256, 256)
+        crops[..., 48:208, 48:208] = 1.0
+        x = model_input(crops, 160, 64)
+        assert x.shape == (2, 3, 64, 64) and torch.allclose(x, torch.ones_like(x))
+
+
+@pytest.fixture(scope="module")
+def grace_clip(tmp_path_factory):
+    """40 frames of a pan and zoom over grace_hopper.jpg, with 6 blank frames in the middle."""
+    frames = animate_photo(packaged_photo("grace_hopper"), 40, size=(384, 384))
+    frames[20:26] = 90
+    return write_clip(tmp_path_factory.mktemp("faces") / "grace_faces.mp4", frames)
+
+
+def extract(cli, clip, out, *sets):
+    return cli("run", GRAPHS / "extract.json", "--set", f"plate.path={clip}", "--set", f"faceset.path={out}",
+               "--set", "faces.workers=1", "--quiet", *sets)
+
+
+class TestExtractGraph:
+    def test_faceset_from_an_animated_photo(self, cli, grace_clip, tmp_path):
+        out = tmp_path / "faceset"
+        r = extract(cli, grace_clip, out)
+        assert r.code == 0, r.err
+        records = [json.loads(line) for line in (out / "faces.jsonl").read_text().splitlines()]
+        assert len(records) == 34  # every frame but the 6 blank ones
+        assert {r["track"] for r in records} == {0}  # one track through the gap
+        assert [r["frame"] for r in records] == [*range(20), *range(26, 40)]
+        rec = records[5]
+        assert rec["source"] == str(grace_clip) and rec["bucket"] == "frontal"
+        assert len(rec["landmarks"]) == 478 and len(rec["frame_from_crop"]) == 2 and rec["blur"] > 0
+        crop = cv2.imread(str(out / rec["file"]))
+        assert crop.shape == (256, 256, 3)
+        info = json.loads((out / "faceset.json").read_text())
+        assert info["faces"] == 34 and info["crop"] == 256 and info["coverage"] == 160
+        stats = info["stats"]["faces"]
+        assert stats["frames_without_face"] == 6 and stats["frames_with_face"] == 34 and stats["tracks"] == 1
+
+    def test_crop_matches_frame_from_crop(self, cli, grace_clip, tmp_path):
+        out = tmp_path / "fs"
+        assert extract(cli, grace_clip, out, "--frames", "0-4").code == 0
+        rec = json.loads((out / "faces.jsonl").read_text().splitlines()[3])
+        crop = cv2.cvtColor(cv2.imread(str(out / rec["file"])), cv2.COLOR_BGR2RGB)
+        with __import__("av").open(str(grace_clip)) as c:
+            frame = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][rec["frame"]]
+        m = np.array(rec["frame_from_crop"])
+        again = cv2.warpAffine(frame, m, (256, 256), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR)
+        assert np.abs(again[48:208, 48:208].astype(int) - crop[48:208, 48:208]).mean() < 3
+
+    def test_stats_and_filter(self, cli, grace_clip, tmp_path):
+        out = tmp_path / "fs"
+        assert extract(cli, grace_clip, out).code == 0
+        r = cli("faceset", "stats", out)
+        assert r.code == 0 and "34 faces from 1 source(s), 1 track(s)" in r.out and "frontal" in r.out
+        r = cli("faceset", "filter", out, "--bucket", "side", "--out", tmp_path / "side")
+        assert r.code == 0 and "kept 0 of 34" in r.out
+        r = cli("faceset", "filter", out, "--min-change", "0", "--out", tmp_path / "all")
+        assert "kept 34 of 34" in r.out
+        blur = sorted(json.loads(line)["blur"] for line in (out / "faces.jsonl").read_text().splitlines())
+        r = cli("faceset", "filter", out, "--min-change", "0", "--min-sharpness", blur[17], "--out", tmp_path / "sharp")
+        assert "kept 17 of 34" in r.out
+        assert len(list((tmp_path / "sharp").glob("*.png"))) == 17
+        r = cli("faceset", "filter", out, "--bucket", "sideways", "--out", tmp_path / "x")
+        assert r.code == 2 and "unknown" in r.err
+
+    def test_filter_drops_near_duplicates(self, cli, tmp_path):
+        still = np.repeat(animate_photo(packaged_photo("astronaut"), 1, size=(320, 320)), 12, axis=0)
+        clip = write_clip(tmp_path / "still.mp4", still, audio=False)
+        out = tmp_path / "fs"
+        assert extract(cli, clip, out).code == 0
+        r = cli("faceset", "filter", out, "--out", tmp_path / "dedup")
+        assert r.code == 0 and "kept 1 of 12" in r.out
+
+    def test_preview_draws_faces_and_crops(self, cli, grace_clip, tmp_path):
+        from PIL import Image
+
+        sets = ["--set", f"plate.path={grace_clip}", "--set", f"faceset.path={tmp_path / 'fs'}", "--set",
+                "faces.workers=1"]
+        for node, size in (("faces", (384, 384)), ("smooth", (384, 384)), ("crops", (256, 256))):
+            png = tmp_path / f"{node}.png"
+            r = cli("preview", GRAPHS / "extract.json", *sets, "--node", node, "--frame", "8", "-o", png)
+            assert r.code == 0, r.err
+            img = np.asarray(Image.open(png))
+            assert img.shape[:2] == size
+        drawn = np.asarray(Image.open(tmp_path / "faces.png")).astype(int)
+        plain = tmp_path / "plate.png"
+        cli("preview", GRAPHS / "extract.json", *sets, "--node", "plate", "--frame", "8", "-o", plain)
+        changed = np.abs(drawn - np.asarray(Image.open(plain)).astype(int)).sum(2) > 60
+        assert changed.sum() > 1500  # 478 landmarks, a box and a label
+        assert not (tmp_path / "fs").exists()  # preview writes no faceset
+
+    def test_several_faces_kept_or_largest(self, cli, tmp_path):
+        a = cv2.resize(packaged_photo("grace_hopper"), (300, 352))
+        b = cv2.resize(packaged_photo("astronaut"), (352, 352))
+        clip = write_clip(tmp_path / "two.mp4", np.repeat(np.hstack([a, b])[None, :, :652], 6, axis=0), audio=False)
+        for keep, faces, tracks in (("all", 12, 2), ("largest", 6, 1)):
+            out = tmp_path / f"fs_{keep}"
+            r = extract(cli, clip, out, "--set", f"faces.keep={keep}")
+            assert r.code == 0, r.err
+            records = [json.loads(line) for line in (out / "faces.jsonl").read_text().splitlines()]
+            assert len(records) == faces and len({r["track"] for r in records}) == tracks
+
+
+class TestResampleWithFaces:
+    def test_downscale_to_face_height_and_back(self, cli, tmp_path):
+        big = animate_photo(packaged_photo("grace_hopper"), 8, size=(1080, 920), zoom=0.0, pan=0.0, light=0.0)
+        clip = write_clip(tmp_path / "big.mp4", big, audio=False)
+        graph = write_graph(tmp_path / "g.json", {
+            "plate": {"type": "Decode", "params": {"path": str(clip)}},
+            "faces": {"type": "DetectFaces", "inputs": {"frames": "plate.frames"}, "params": {"workers": 1}},
+            "down": {"type": "Downscale", "inputs": {"frames": "plate.frames", "faces": "faces.faces"}},
+            "again": {"type": "DetectFaces", "inputs": {"frames": "down.frames"}, "params": {"workers": 1}},
+            "up": {"type": "Upscale", "inputs": {"frames": "down.frames", "reference": "plate.frames"}},
+            "out": {"type": "Encode", "inputs": {"frames": "up.frames"}, "params": {"path": "up.mkv", "codec": "ffv1"}},
+        })
+        from swapgraph.runtime.executor import evaluate_at
+        from swapgraph.runtime.graph import load_graph_document, validate_graph
+        from swapgraph.runtime.registry import default_registry
+
+        g = validate_graph(load_graph_document(graph), default_registry(), path=graph)
+        down = evaluate_at(g, "down", 3)
+        scaled = down["faces"].faces[0][0]
+        height = scaled.landmarks[:, 1].max() - scaled.landmarks[:, 1].min()
+        assert height == pytest.approx(256, abs=3)
+        assert down["frames"].info.height < 1080
+        redetected = evaluate_at(g, "again", 3)["faces"].faces[0][0]
+        assert np.abs(redetected.landmarks[list(STABLE), :2] - scaled.landmarks[list(STABLE), :2]).mean() < 3
+        r = cli("run", graph, "--quiet")
+        assert r.code == 0, r.err
+        from helpers import decode_all
+
+        assert decode_all(tmp_path / "up.mkv")[0].shape == (8, 1080, 920, 3)
+
+    def test_downscale_never_enlarges_by_default(self, tmp_path):
+        from swapgraph.nodes.resample import Downscale, DownscaleParams
+        from swapgraph.runtime.ports import Faces, Frames, VideoInfo
+        from fractions import Fraction
+
+        lm = np.zeros((478, 3), np.float32)
+        lm[:, 1] = np.linspace(10, 110, 478)  # a 100 px face
+        info = VideoInfo(200, 160, Fraction(25), Fraction(1, 25))
+        frames = Frames(torch.zeros(1, 3, 160, 200), [0], [0], [1], info)
+        faces = Faces([[Face(0, landmark_box(lm), 1.0, lm)]], frames)
+        for enlarge, want in ((False, (160, 200)), (True, (410, 512))):
+            node = Downscale("d", DownscaleParams(enlarge=enlarge), torch.device("cpu"))
+            node.open(None)
+            out = node.process(frames, faces)
+            assert tuple(out["frames"].pixels.shape[-2:]) == want
