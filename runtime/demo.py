@@ -104,25 +104,42 @@ def write_clip(path: Path, frames: np.ndarray, fps: int = 25, *, codec: str = "l
     return path
 
 
-def run_demo(out: Path, quiet: bool = False) -> None:
+def _run_preset(name: str, overrides: list[str]):
     from .executor import Executor
     from .graph import load_graph_document, validate_graph
     from .registry import default_registry
+
+    path = preset_graph(name)
+    graph = validate_graph(load_graph_document(path), default_registry(), path=path, overrides=overrides)
+    return path, graph, Executor(graph).run()
+
+
+def run_demo(out: Path, quiet: bool = False) -> None:
+    from .executor import evaluate_at
+    from .images import write_png
+    from .provenance import sidecar_path
 
     started = time.perf_counter()
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     shot = write_clip(out / "grace_shot.mp4", animate_photo(packaged_photo("grace_hopper"), 50))
-    graph_path = preset_graph("rescale.json")
-    result_path = out / "grace_rescaled.mp4"
-    graph = validate_graph(load_graph_document(graph_path), default_registry(), path=graph_path,
-                           overrides=[f"plate.path={shot}", f"out.path={result_path}"])
-    result = Executor(graph).run()
-    from .provenance import sidecar_path
+    rescaled = out / "grace_rescaled.mp4"
+    _, _, result = _run_preset("rescale.json", [f"plate.path={shot}", f"out.path={rescaled}"])
+    faceset = out / "faceset_grace"
+    extract, graph, _ = _run_preset("extract.json", [f"plate.path={shot}", f"faceset.path={faceset}"])
+    faces_png, crops_png = out / "preview_faces.png", out / "preview_crops.png"
+    write_png(faces_png, evaluate_at(graph, "faces", 10)["faces"].preview_image(10))
+    write_png(crops_png, evaluate_at(graph, "crops", 10)["crops"].preview_image(10))
+    from swapgraph.nodes.faceset import faceset_stats
 
-    print(f"demo: {result.frames} frames through {graph_path.name} in {time.perf_counter() - started:.1f} s")
+    print(f"demo: {result.frames} frames through rescale.json and extract.json in "
+          f"{time.perf_counter() - started:.1f} s")
     print(f"  source shot (animated grace_hopper.jpg): {shot}")
-    print(f"  output video (tagged synthetic media):    {result_path}")
-    print(f"  sidecar (graph hash, params, timings):    {sidecar_path(result_path)}")
-    print("  preview any node on one frame:\n"
-          f"    swapgraph preview {graph_path} --set plate.path={shot} --node down --frame 10 -o {out / 'down.png'}")
+    print(f"  rescaled video (tagged synthetic media): {rescaled}")
+    print(f"  its sidecar (graph hash, params, times): {sidecar_path(rescaled)}")
+    print(f"  faceset (crops + faces.jsonl):           {faceset}")
+    print(f"  preview of faces on frame 10:            {faces_png}")
+    print(f"  preview of aligned crops on frame 10:    {crops_png}")
+    print("  " + faceset_stats(faceset).splitlines()[0])
+    print("  preview any node yourself:\n"
+          f"    swapgraph preview {extract} --set plate.path={shot} --node smooth --frame 20 -o smooth.png")

@@ -76,6 +76,9 @@ def test_demo_runs_from_packaged_inputs(cli, tmp_path):
     facts = stream_facts(out)
     assert facts["frames"] == 50 and facts["metadata"]["synthetic_media"] == "true"
     assert (tmp_path / "demo" / "grace_rescaled.mp4.swapgraph.json").exists()
+    faces = (tmp_path / "demo" / "faceset_grace" / "faces.jsonl").read_text().splitlines()
+    assert len(faces) == 50 and "1 track(s)" in r.out
+    assert (tmp_path / "demo" / "preview_faces.png").exists() and (tmp_path / "demo" / "preview_crops.png").exists()
 
 
 def _run_on_a_terminal(*args) -> str:

@@ -1,0 +1,196 @@
+"""Benchmark DetectFaces + Align against a bare MediaPipe loop, as ratios from one run.
+
+The clip is decoded once into memory, so decode cost is on neither side. The bare loop
+is what a user writes by hand: BlazeFace full-range detection and the refined face mesh,
+created once in this process, run on every full frame. The swapgraph side constructs
+the nodes directly and feeds them batches of 16 frames: DetectFaces with one worker (in
+this process) and with one worker per CPU core, each followed by Align. Each variant
+first processes one untimed warm-up batch (pool start-up and model loading, reported
+separately); the remaining frames are timed. Runs alternate and the best of each
+counts, because the machine is shared and noisy.
+
+    python bench/faces.py [--clip PATH] [--frames 300] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import os
+
+# before anything imports mediapipe (spawned workers inherit it): keeps glog/absl quiet
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+
+from swapgraph.nodes.align import Align, AlignParams
+from swapgraph.nodes.face import DetectFaces, DetectFacesParams
+from swapgraph.runtime.demo import animate_photo, packaged_photo, write_clip
+from swapgraph.runtime.node import RunContext
+from swapgraph.runtime.ports import Frames, VideoInfo
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CLIP = REPO.parent / "shared" / "data" / "clips" / "d3.mp4"
+BATCH = 16  # the batch size of graphs/extract.json
+
+
+@dataclass
+class Timing:
+    startup: float  # seconds to build the models (and pool) and process the warm-up batch
+    seconds: float  # wall time of the timed frames
+    cpu: float  # CPU seconds of this process (all its threads; pool workers not included)
+    frames: int
+    with_face: int
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def default_clip(tmp: Path) -> Path:
+    if SHARED_CLIP.is_file():
+        return SHARED_CLIP
+    print(f"{SHARED_CLIP} not found; using a clip made from the packaged grace_hopper photo")
+    return write_clip(tmp / "grace.mp4", animate_photo(packaged_photo("grace_hopper"), 150))
+
+
+def decode(clip: Path, limit: int) -> np.ndarray:
+    """The first ``limit`` frames of ``clip`` as RGB uint8 (N, H, W, 3)."""
+    with av.open(str(clip)) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(limit), c.decode(stream))]
+    return np.stack(frames)
+
+
+class BareLoop:
+    """The hand-written loop: detection, then the mesh, on every full frame."""
+
+    def __init__(self) -> None:
+        import mediapipe as mp
+
+        t0 = time.perf_counter()
+        self.detect = mp.solutions.face_detection.FaceDetection(model_selection=1)
+        self.mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1)
+        self.created = time.perf_counter() - t0
+
+    def _frame(self, image: np.ndarray) -> bool:
+        self.detect.process(image)
+        return bool(self.mesh.process(image).multi_face_landmarks)
+
+    def run(self, video: np.ndarray) -> Timing:
+        t0 = time.perf_counter()
+        for image in video[:BATCH]:
+            self._frame(image)
+        # the models are built once per process, so only the first run pays for them
+        startup = time.perf_counter() - t0 + self.created
+        self.created = 0.0
+        c0, t0 = _cpu_seconds(), time.perf_counter()
+        with_face = sum(self._frame(image) for image in video[BATCH:])
+        return Timing(startup, time.perf_counter() - t0, _cpu_seconds() - c0, len(video) - BATCH, with_face)
+
+
+def batch(video: np.ndarray, start: int) -> Frames:
+    """Frames ``start`` .. ``start + BATCH`` as Decode would emit them (uint8, 30 fps timing)."""
+    pixels = torch.from_numpy(video[start:start + BATCH]).permute(0, 3, 1, 2)
+    index = list(range(start, start + pixels.shape[0]))
+    info = VideoInfo(width=video.shape[2], height=video.shape[1], fps=Fraction(30), time_base=Fraction(1, 30))
+    return Frames(pixels, index, index, [1] * len(index), info)
+
+
+def run_nodes(video: np.ndarray, workers: int) -> Timing:
+    """DetectFaces (``workers`` processes) then Align, batch by batch, as the executor calls them."""
+    cpu = torch.device("cpu")
+    faces_node = DetectFaces("faces", DetectFacesParams(workers=workers), cpu)
+    align = Align("crops", AlignParams(), cpu)
+
+    def step(frames: Frames) -> int:
+        faces = faces_node.process(frames)["faces"]
+        align.process(frames=frames, faces=faces)
+        return sum(bool(row) for row in faces.faces)
+
+    t0 = time.perf_counter()
+    ctx = RunContext(batch_size=BATCH)
+    faces_node.open(ctx)
+    align.open(ctx)
+    try:
+        step(batch(video, 0))
+        startup = time.perf_counter() - t0
+        c0, t0 = _cpu_seconds(), time.perf_counter()
+        with_face = sum(step(batch(video, start)) for start in range(BATCH, len(video), BATCH))
+        seconds, cpu_s = time.perf_counter() - t0, _cpu_seconds() - c0
+    finally:
+        # outside the timing: shutting the pool down is not throughput
+        faces_node.finish()
+        align.finish()
+    return Timing(startup, seconds, cpu_s, len(video) - BATCH, with_face)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clip", type=Path, help=f"input clip (default {SHARED_CLIP})")
+    ap.add_argument("--frames", type=int, default=300, help="frames decoded from the clip and measured")
+    ap.add_argument("--repeat", type=int, default=2, help="alternating rounds of every variant")
+    args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    if args.frames < 2 * BATCH:
+        ap.error(f"--frames must be at least {2 * BATCH} (one warm-up batch, then timed ones)")
+
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="swapgraph-bench-") as tmp_name:
+        clip = args.clip.resolve() if args.clip else default_clip(Path(tmp_name))
+        t0 = time.perf_counter()
+        video = decode(clip, args.frames)
+    n, h, w, _ = video.shape
+    if n < 2 * BATCH:
+        sys.exit(f"{clip} has {n} frames; need at least {2 * BATCH}")
+    print(f"{clip.name}: {w}x{h}, {n} frames decoded in {time.perf_counter() - t0:.1f} s "
+          f"({BATCH} warm-up, {n - BATCH} timed), {cores} CPU cores\n")
+
+    bare = BareLoop()
+    variants: dict[str, Any] = {"bare MediaPipe": bare.run, "nodes, 1 worker": lambda v: run_nodes(v, 1)}
+    all_cores = f"nodes, {cores} workers"
+    if cores > 1:
+        variants[all_cores] = lambda v: run_nodes(v, cores)
+    best: dict[str, Timing] = {}
+    print(f"{'run':<22}{'start-up s':>11}{'frames':>8}{'seconds':>9}{'frames/s':>10}{'cpu s':>7}{'face':>7}")
+    for i in range(args.repeat):
+        for name, fn in variants.items():
+            t: Timing = fn(video)
+            if name not in best or t.fps > best[name].fps:
+                best[name] = t
+            print(f"{name + f' #{i + 1}':<22}{t.startup:>11.2f}{t.frames:>8}{t.seconds:>9.2f}{t.fps:>10.1f}"
+                  f"{t.cpu:>7.2f}{t.with_face / t.frames:>7.1%}")
+    print("(start-up: model loading, pool spawn and the warm-up batch; cpu s: this process only)\n")
+
+    b, one = best["bare MediaPipe"], best["nodes, 1 worker"]
+    print(f"best frames/s: bare MediaPipe {b.fps:.1f}, DetectFaces+Align 1 worker {one.fps:.1f}"
+          + (f", {cores} workers {best[all_cores].fps:.1f}" if cores > 1 else ""))
+    print(f"frames with a face: bare MediaPipe {b.with_face / b.frames:.1%}, "
+          f"DetectFaces+Align {one.with_face / one.frames:.1%}")
+    print(f"throughput ratio (1 worker / bare MediaPipe): {one.fps / b.fps:.2f}  [target >= 0.9]")
+    if cores > 1:
+        many = best[all_cores]
+        print(f"start-up with {cores} workers: {many.startup:.1f} s (1 worker {one.startup:.1f} s)")
+        print(f"speed-up ({cores} workers / 1 worker): {many.fps / one.fps:.2f}  [at most ~{cores}]")
+
+
+if __name__ == "__main__":
+    main()
