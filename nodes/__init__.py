@@ -1,13 +1,17 @@
-"""Built-in node types, one module per family. The list below is the registry's source."""
+"""Built-in node types, one module per family.
+
+``builtin_nodes()`` is the registry's source. Modules load on first use, so a process
+that needs one module (a face-detection worker) does not import them all.
+"""
 
 from __future__ import annotations
 
-from .align import Align
-from .face import DetectFaces, SmoothLandmarks
-from .faceset import WriteFaceset
-from .resample import Downscale, Resize, Upscale
-from .video import Decode, Encode
 
-BUILTIN_NODES = [Decode, Encode, Resize, DetectFaces, SmoothLandmarks, Align, Downscale, Upscale, WriteFaceset]
+def builtin_nodes() -> list[type]:
+    from .align import Align
+    from .face import DetectFaces, SmoothLandmarks
+    from .faceset import WriteFaceset
+    from .resample import Downscale, Resize, Upscale
+    from .video import Decode, Encode
 
-__all__ = ["BUILTIN_NODES", *(cls.__name__ for cls in BUILTIN_NODES)]
+    return [Decode, Encode, Resize, DetectFaces, SmoothLandmarks, Align, Downscale, Upscale, WriteFaceset]

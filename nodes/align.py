@@ -48,9 +48,10 @@ def umeyama(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
 
 def invert_affine(m: torch.Tensor) -> torch.Tensor:
     """Inverse of (N, 2, 3) affines."""
-    lin, t = m[:, :, :2], m[:, :, 2:]
-    inv = torch.linalg.inv(lin)
-    return torch.cat([inv, -inv @ t], dim=2)
+    a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
+    det = a * d - b * c  # closed form: cheaper than a batched LAPACK call for 2x2 blocks
+    inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det[:, None, None]
+    return torch.cat([inv, -inv @ m[:, :, 2:]], dim=2)
 
 
 def template_points(crop: int, coverage: int) -> torch.Tensor:
@@ -74,14 +75,44 @@ def crop_from_frame_matrices(landmarks: torch.Tensor, crop: int, coverage: int) 
 def cut_crops(images: torch.Tensor, rows: torch.Tensor, crop_from_frame: torch.Tensor, size: int) -> torch.Tensor:
     """Aligned crops.
 
-    images: RGB in [0, 1], (B, 3, H, W). rows: (N,) long, the image each crop comes from.
-    crop_from_frame: (N, 2, 3). Returns (N, 3, size, size); outside the frame the border
-    pixels repeat, so a face at the frame edge has no black wedge.
+    images: RGB (B, 3, H, W), float in [0, 1] or uint8. rows: (N,) long, the image each
+    crop comes from. crop_from_frame: (N, 2, 3). Returns (N, 3, size, size) float in
+    [0, 1]; outside the frame the border pixels repeat, so a face at the frame edge has
+    no black wedge.
+
+    Only the window of the frame under each crop is gathered (with clamped indices, which
+    is what repeats the border) and converted to float, and all crops are sampled in one
+    ``grid_sample`` call, so the cost follows the crops, not the frame size.
     """
     check_shape(images, ["B", 3, "H", "W"], "images")
-    src = images[rows.to(images.device)]
-    return kornia.geometry.transform.warp_affine(src, crop_from_frame.to(src), (size, size), mode="bilinear",
-                                                 padding_mode="border", align_corners=True)
+    h, w = images.shape[-2:]
+    device = images.device
+    crop_from_frame = crop_from_frame.to(torch.float64).cpu()
+    frame_from_crop = invert_affine(crop_from_frame)
+    corners = torch.tensor([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1], [size - 1, size - 1, 1]],
+                           dtype=torch.float64)
+    xy = torch.einsum("kj,nij->nki", corners, frame_from_crop)  # (N, 4, 2) crop corners in the frame
+    origin = xy.amin(1).floor() - 1  # (N, 2) window corners, whole pixels
+    extent = (xy.amax(1).ceil() + 2 - origin).amax(0).long()  # one window size for all crops
+    wx, wy = int(extent[0]), int(extent[1])
+    xs = (origin[:, :1].long() + torch.arange(wx)).clamp_(0, w - 1).to(device)  # (N, wx)
+    ys = (origin[:, 1:].long() + torch.arange(wy)).clamp_(0, h - 1).to(device)  # (N, wy)
+    # gather rows then columns in (H, W, 3) order: whole rows of pixels at a time
+    windows = torch.stack([images[r].permute(1, 2, 0).index_select(0, ys[i]).index_select(1, xs[i])
+                           for i, r in enumerate(rows.tolist())]).permute(0, 3, 1, 2)  # (N, 3, wy, wx)
+    windows = windows.float().mul_(1 / 255) if windows.dtype == torch.uint8 else windows.float()
+    # grid_sample's theta: output-normalised -> input-normalised coordinates (align_corners)
+    shift = torch.eye(3, dtype=torch.float64).repeat(len(rows), 1, 1)
+    shift[:, :2, 2] = origin
+    window_from_crop = torch.linalg.solve(shift, torch.cat([frame_from_crop, shift[:, 2:]], 1))
+    norm_in = torch.tensor([[2 / (wx - 1), 0, -1], [0, 2 / (wy - 1), -1], [0, 0, 1]], dtype=torch.float64)
+    denorm_out = torch.tensor([[(size - 1) / 2, 0, (size - 1) / 2], [0, (size - 1) / 2, (size - 1) / 2], [0, 0, 1]],
+                              dtype=torch.float64)
+    theta = (norm_in @ window_from_crop @ denorm_out)[:, :2]
+    grid = torch.nn.functional.affine_grid(theta.to(device=device, dtype=windows.dtype), [len(rows), 3, size, size],
+                                           align_corners=True)
+    out = torch.nn.functional.grid_sample(windows, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(images.dtype) if images.is_floating_point() else out
 
 
 def paste_crops(images: torch.Tensor, crops: torch.Tensor, rows: torch.Tensor, frame_from_crop: torch.Tensor,
@@ -150,7 +181,7 @@ class Align(Node):
     def process(self, frames: Frames, faces: Faces) -> dict[str, Any]:
         p = self.params
         picked = list(iter_faces(faces))
-        device = frames.data.device
+        device = frames.pixels.device
         if not picked:
             empty = torch.zeros(0, 3, p.crop, p.crop, device=device)
             return {"crops": FaceCrops(empty, torch.zeros(0, 2, 3, dtype=torch.float64), [], [], p.coverage, p.size,
@@ -158,6 +189,6 @@ class Align(Node):
         rows = torch.tensor([r for r, _, _ in picked])
         landmarks = torch.stack([torch.from_numpy(f.landmarks) for _, _, f in picked])
         crop_from_frame = crop_from_frame_matrices(landmarks, p.crop, p.coverage)
-        crops = cut_crops(frames.data, rows, crop_from_frame, p.crop)
+        crops = cut_crops(frames.pixels, rows, crop_from_frame, p.crop)
         return {"crops": FaceCrops(crops, invert_affine(crop_from_frame), rows.tolist(), [f for _, _, f in picked],
                                    p.coverage, p.size, frames)}

@@ -26,99 +26,75 @@ from swapgraph.runtime.images import frames_to_rgb8
 from swapgraph.runtime.node import Node, NodeSchema, Params, Port, RunContext
 from swapgraph.runtime.ports import BUCKETS, Face, Faces, Frames
 
+from . import mediapipe_faces
 from .face_template import STABLE, template_array
 
 MESH_SIZE = 256  # side of the face crop the mesh model gets (it runs at 192 internally)
 CROP_EXPAND = 1.9  # crop side / detected box side: the whole head with margin
 
-# --- workers (module level so spawned processes can import them) -----------------------
-
-_models: dict[str, Any] = {}
-
-
-def _init_worker(detector: str, min_confidence: float) -> None:
-    """Load the two MediaPipe graphs once per process."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import mediapipe as mp
-
-    _models["detect"] = mp.solutions.face_detection.FaceDetection(
-        model_selection=1 if detector == "full" else 0, min_detection_confidence=min_confidence)
-    _models["mesh"] = mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=True, refine_landmarks=True, max_num_faces=1, min_detection_confidence=0.3)
-
-
-def _detect(image: np.ndarray) -> list[tuple[float, float, float, float, float]]:
-    """Faces in an RGB uint8 image as (x, y, w, h, score), relative to the image size."""
-    result = _models["detect"].process(image)
-    found = []
-    for d in result.detections or ():
-        b = d.location_data.relative_bounding_box
-        found.append((b.xmin, b.ymin, b.width, b.height, float(d.score[0])))
-    return found
-
-
-def _mesh(crop: np.ndarray) -> np.ndarray | None:
-    """478 landmarks (x, y, z) of the face in an RGB uint8 crop, in crop pixels; None if none."""
-    result = _models["mesh"].process(crop)
-    if not result.multi_face_landmarks:
-        return None
-    s = crop.shape[1]
-    lm = result.multi_face_landmarks[0].landmark
-    return np.array([(p.x * s, p.y * crop.shape[0], p.z * s) for p in lm], np.float32)
-
-
 class FaceAnalyzer:
-    """Detection then mesh, on ``workers`` processes (1: in this process), order kept."""
+    """Detection then mesh, on ``workers`` processes (1: in this process), frame order kept.
+
+    With a pool, frames are downscaled to ``detect_size`` before they travel (the
+    detector works at 128-192 px anyway) and each face travels as a 256 px crop; in this
+    process nothing is copied or resized for detection.
+    """
 
     def __init__(self, workers: int, detector: str, min_confidence: float, detect_size: int) -> None:
         self.detect_size = detect_size
         self.workers = workers
         self.pool: ProcessPoolExecutor | None = None
+        self.local: mediapipe_faces.MediaPipeFaces | None = None
         if workers > 1:
             # spawn, not fork: the run's threads (and torch's) must not be forked mid-flight
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init_worker, initargs=(detector, min_confidence))
+                                            initializer=mediapipe_faces.init_worker,
+                                            initargs=(detector, min_confidence))
         else:
-            _init_worker(detector, min_confidence)
+            self.local = mediapipe_faces.MediaPipeFaces(detector, min_confidence)
 
-    def _map(self, fn, items: list) -> list:
+    def _map(self, name: str, items: list) -> list:
         if not items:
             return []
         if self.pool is None:
-            return [fn(x) for x in items]
+            return [getattr(self.local, name)(x) for x in items]
         chunk = max(1, len(items) // (self.workers * 2))
-        return list(self.pool.map(fn, items, chunksize=chunk))
+        worker_fn = {"detect": mediapipe_faces.detect, "landmarks": mediapipe_faces.landmarks}[name]
+        return list(self.pool.map(worker_fn, items, chunksize=chunk))
 
     def analyze(self, images: np.ndarray, max_faces: int, min_face_size: float) -> list[list[Face]]:
         """Faces (untracked) in each RGB uint8 image of (B, H, W, 3)."""
         _, h, w, _ = images.shape
-        f = min(1.0, self.detect_size / max(h, w))
-        small = [cv2.resize(im, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA) if f < 1 else im
-                 for im in images]
-        detections = self._map(_detect, small)
-        jobs: list[tuple[int, float, np.ndarray, np.ndarray]] = []
+        f = min(1.0, self.detect_size / max(h, w)) if self.pool is not None else 1.0
+        if f < 0.9:
+            interp = cv2.INTER_AREA if f < 0.5 else cv2.INTER_LINEAR
+            small = [cv2.resize(im, (round(w * f), round(h * f)), interpolation=interp) for im in images]
+        else:
+            small = list(images)
+        detections = self._map("detect", small)
+        jobs: list[tuple[int, float, float, float, float]] = []
         crops = []
         for i, found in enumerate(detections):
-            boxes = [(x * w, y * h, bw * w, bh * h, s) for x, y, bw, bh, s in found if min(bw * w, bh * h) >= min_face_size]
+            boxes = [(x * w, y * h, bw * w, bh * h, s) for x, y, bw, bh, s in found
+                     if min(bw * w, bh * h) >= min_face_size]
             boxes.sort(key=lambda b: -b[2] * b[3])
             for x, y, bw, bh, score in boxes[:max_faces]:
                 side = max(bw, bh) * CROP_EXPAND
-                cx, cy = x + bw / 2, y + bh / 2
+                x0, y0 = x + bw / 2 - side / 2, y + bh / 2 - side / 2
                 k = MESH_SIZE / side
-                # crop pixels = k * (frame pixels - corner); pixel centres at integers
-                crop_from_frame = np.array([[k, 0, -k * (cx - side / 2)], [0, k, -k * (cy - side / 2)]], np.float64)
-                crops.append(cv2.warpAffine(images[i], crop_from_frame, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_AREA
-                                            if k < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
-                jobs.append((i, score, crop_from_frame, np.array([k, k, k])))
-        meshes = self._map(_mesh, crops)
+                # crop pixels = k * (frame pixels - corner)
+                crop_from_frame = np.array([[k, 0, -k * x0], [0, k, -k * y0]], np.float64)
+                crops.append(cv2.warpAffine(images[i], crop_from_frame, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR,
+                                            borderMode=cv2.BORDER_CONSTANT))
+                jobs.append((i, score, x0, y0, k))
+        meshes = self._map("landmarks", crops)
         faces: list[list[Face]] = [[] for _ in range(len(images))]
-        for (i, score, m, k), lm in zip(jobs, meshes):
+        for (i, score, x0, y0, k), lm in zip(jobs, meshes):
             if lm is None:
                 continue
-            frame_lm = np.empty_like(lm)
-            frame_lm[:, 0] = (lm[:, 0] - m[0, 2]) / k[0]
-            frame_lm[:, 1] = (lm[:, 1] - m[1, 2]) / k[1]
-            frame_lm[:, 2] = lm[:, 2] / k[2]
+            frame_lm = lm / k
+            frame_lm[:, 0] += x0
+            frame_lm[:, 1] += y0
             faces[i].append(Face(track=-1, box=landmark_box(frame_lm), score=score, landmarks=frame_lm))
         for row in faces:  # two detections of one face give one mesh twice: keep the first
             row[:] = [f for n, f in enumerate(row) if all(box_iou(f.box, g.box) < 0.6 for g in row[:n])]
@@ -128,6 +104,9 @@ class FaceAnalyzer:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+        if self.local is not None:
+            self.local.close()
+            self.local = None
 
 
 # --- geometry --------------------------------------------------------------------------
@@ -337,8 +316,9 @@ class DetectFacesParams(Params):
     min_confidence: float = Field(0.5, gt=0, lt=1, description="detector score below which a face is ignored")
     min_face_size: float = Field(24, ge=8, description="smallest face side kept, in frame pixels")
     keep: str = Field("largest", description="faces to keep: 'largest', 'all', or track ids such as '0,2'")
-    detector: Literal["full", "short"] = Field(
-        "full", description="BlazeFace model: full range (faces up to ~5 m away) or short range (within ~2 m)")
+    detector: Literal["auto", "full", "short"] = Field(
+        "auto", description="BlazeFace model: full range (faces up to ~5 m away), short range (within ~2 m), or "
+                            "auto: full range, then short range on frames where it finds nothing (close-ups)")
     detect_size: int = Field(480, ge=128, le=4096, description="frames are downscaled to this long side to find faces")
     workers: int = Field(0, ge=0, le=256, description="worker processes; 0 = one per CPU core, 1 = in this process")
     max_missing: int = Field(15, ge=0, le=1000, description="frames a track survives without its face")
@@ -387,7 +367,9 @@ class DetectFaces(Node):
 
     def process(self, frames: Frames) -> dict[str, Any]:
         p = self.params
-        found = self.analyzer.analyze(frames_to_rgb8(frames.pixels), p.max_faces, p.min_face_size)
+        # with keep=largest only the largest detection needs its mesh
+        max_faces = 1 if self.keep == "largest" else p.max_faces
+        found = self.analyzer.analyze(frames_to_rgb8(frames.pixels), max_faces, p.min_face_size)
         kept = []
         for faces in found:
             faces = [self.buckets(f) for f in self.tracker.update(faces)]

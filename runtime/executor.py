@@ -14,6 +14,7 @@ moves tensors where a link crosses devices, times nodes, and decides between ``c
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -168,6 +169,11 @@ class Executor:
 
         threads = [threading.Thread(target=stage, args=(nid,), name=f"swapgraph:{nid}", daemon=True)
                    for nid in g.order]
+        # Every stage is a thread that can keep a core busy; torch's own intra-op threads
+        # would spin-wait on the same cores between kernels, so CPU stages share the cores.
+        cpu_stages = sum(1 for n in self.nodes.values() if n.device.type == "cpu")
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, cpu_stages)))
         leaves = [nid for nid in g.order if g.dag.out_degree(nid) == 0]
         cancelled = False
         try:
@@ -183,6 +189,8 @@ class Executor:
             stop.set()
             for t in threads:
                 t.join()
+        finally:
+            torch.set_num_threads(torch_threads)
         if self.on_progress:
             self.on_progress(min(self.node_frames[n] for n in leaves), total)
 

@@ -85,9 +85,9 @@ def default_registry() -> Registry:
     """Built-in nodes plus every installed plugin (loaded once per process)."""
     global _default
     if _default is None:
-        from swapgraph.nodes import BUILTIN_NODES
+        from swapgraph.nodes import builtin_nodes
 
-        registry = Registry(BUILTIN_NODES)
+        registry = Registry(builtin_nodes())
         for line in registry.load_entry_points():
             print(f"warning: {line}", file=sys.stderr)
         _default = registry

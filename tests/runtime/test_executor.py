@@ -20,7 +20,7 @@ from swapgraph.runtime.ports import Frames
 from swapgraph.runtime.registry import Registry, default_registry
 
 from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, swapgraph_subprocess, write_clip, write_graph
-from swapgraph.nodes import BUILTIN_NODES
+from swapgraph.nodes import builtin_nodes
 
 
 class SlowSink(Sink):
@@ -51,7 +51,7 @@ class Boom(Node):
 
 
 def registry_with(*extra) -> Registry:
-    return Registry([*BUILTIN_NODES, *extra])
+    return Registry([*builtin_nodes(), *extra])
 
 
 def test_memory_is_bounded_by_queue_depth(tmp_path, clip):

@@ -13,7 +13,8 @@ import pytest
 
 from swapgraph.runtime.errors import RegistryError
 from swapgraph.runtime.registry import Registry
-from swapgraph.nodes import BUILTIN_NODES, Decode
+from swapgraph.nodes import builtin_nodes
+from swapgraph.nodes.video import Decode
 
 from helpers import decode_all, swapgraph_subprocess, write_graph
 
@@ -99,6 +100,6 @@ def test_name_clash_is_refused():
         pass
 
     Decode2.__name__ = "Decode"
-    registry = Registry(BUILTIN_NODES)
+    registry = Registry(builtin_nodes())
     with pytest.raises(RegistryError, match="clashes"):
         registry.register(Decode2, "plugin 'x'")
