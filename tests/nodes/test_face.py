@@ -356,6 +356,22 @@ class TestExtractGraph:
         assert changed.sum() > 1500  # 478 landmarks, a box and a label
         assert not (tmp_path / "fs").exists()  # preview writes no faceset
 
+    def test_a_face_leaving_the_frame(self, cli, tmp_path):
+        photo = cv2.resize(packaged_photo("astronaut"), (320, 320))
+        frames = np.zeros((24, 320, 320, 3), np.uint8)
+        for i in range(24):  # the face slides out to the right, then is gone
+            shift = 12 * i
+            frames[i, :, shift:] = photo[:, :320 - shift]
+        clip = write_clip(tmp_path / "leaving.mp4", frames, audio=False)
+        out = tmp_path / "fs"
+        r = extract(cli, clip, out)
+        assert r.code == 0, r.err
+        stats = json.loads((out / "faceset.json").read_text())["stats"]["faces"]
+        assert stats["faces_at_frame_edge"] >= 1 and stats["frames_without_face"] >= 1
+        assert stats["frames"] == 24 and stats["tracks"] == 1
+        records = [json.loads(line) for line in (out / "faces.jsonl").read_text().splitlines()]
+        assert records[0]["frame"] == 0 and cv2.imread(str(out / records[-1]["file"])).shape == (256, 256, 3)
+
     def test_several_faces_kept_or_largest(self, cli, tmp_path):
         a = cv2.resize(packaged_photo("grace_hopper"), (300, 352))
         b = cv2.resize(packaged_photo("astronaut"), (352, 352))
