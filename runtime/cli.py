@@ -168,6 +168,32 @@ def cmd_faceset_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from swapgraph.nodes.training import TrainConfig, Trainer, parse_batch_schedule
+
+    if args.batch_size is not None and args.batch_schedule is not None:
+        raise UsageError("give --batch-size or --batch-schedule, not both")
+    schedule = (parse_batch_schedule(args.batch_schedule) if args.batch_schedule
+                else [(0, args.batch_size or 16)])
+    if args.until is not None and args.until != "plateau":
+        raise UsageError(f"--until {args.until}: the only stopping rule is 'plateau'")
+    for flag in ("steps", "minutes"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{flag} {value}: must be positive")
+    cfg = TrainConfig(a=Path(args.a), b=Path(args.b), out=Path(args.out), preset=args.preset, bucket=args.bucket,
+                      batch_schedule=schedule, steps=args.steps, minutes=args.minutes,
+                      until_plateau=args.until == "plateau", resume=args.resume, seed=args.seed, device=args.device,
+                      lr=args.lr, mask=args.mask, compile=args.compile, val_every=args.val_every,
+                      preview_every=args.preview_every, checkpoint_every=args.checkpoint_every, quiet=args.quiet)
+    summary = Trainer(cfg).run()
+    est = (f"; plateau ~{summary['plateau']:.4f}, within 1% at step ~{summary['plateau_step']}"
+           if "plateau" in summary else "")
+    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s: validation {summary['val']:.4f}{est}")
+    print(f"model: {cfg.out}  (loss plot {cfg.out / 'loss.png'}, previews {cfg.out / 'previews'})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -227,6 +253,29 @@ def build_parser() -> argparse.ArgumentParser:
                     help="drop a face that differs from the last kept face of its track by less than this "
                          "(mean absolute difference of 16x16 thumbnails, 0..1); 0 keeps duplicates")
     fp.set_defaults(func=cmd_faceset_filter)
+
+    sp = sub.add_parser("train", help="train a swap model on two facesets")
+    sp.add_argument("--a", required=True, help="faceset of identity A (the plate's face)")
+    sp.add_argument("--b", required=True, help="faceset of identity B (the face to put on it)")
+    sp.add_argument("--preset", default="lite-64", help="classic-64, lite-64, hd-128 or hd-256")
+    sp.add_argument("--out", required=True, help="model folder (weights, model.json, log, plot, previews)")
+    sp.add_argument("--bucket", help="train only on faces of this orientation: frontal, three_quarter, side")
+    sp.add_argument("--batch-size", type=int, help="faces per identity per step (default 16)")
+    sp.add_argument("--batch-schedule", metavar="STEP:N,...", help="batch size by step, e.g. 0:8,2000:16,5000:64")
+    sp.add_argument("--steps", type=int, help="stop after this many steps")
+    sp.add_argument("--minutes", type=float, help="stop after this much training time")
+    sp.add_argument("--until", metavar="plateau", help="stop when validation is within 1%% of its fitted plateau")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sp.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    sp.add_argument("--mask", action="store_true", help="also learn a face mask channel")
+    sp.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    sp.add_argument("--val-every", type=int, default=50, metavar="K", help="validate every K steps")
+    sp.add_argument("--preview-every", type=int, default=200, metavar="K", help="preview grid every K steps")
+    sp.add_argument("--checkpoint-every", type=int, default=100, metavar="K", help="checkpoint every K steps")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("demo", help="make a shot from a packaged photo and run the pipeline on it")
     sp.add_argument("--out", default="demo-output", help="folder for the demo's files")
