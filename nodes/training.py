@@ -182,15 +182,15 @@ def random_warp(images: torch.Tensor, generator: torch.Generator, strength: floa
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-def augment(crops: torch.Tensor, masks: torch.Tensor, coverage: int, size: int,
-            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input, target, target mask) for a batch of uint8 crops, all on the crops' device.
+def augment(crops: torch.Tensor, masks: torch.Tensor | None, coverage: int, size: int,
+            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(input, target, target mask or None) for a batch of uint8 crops, on the crops' device.
 
     Rotation ±10°, scale ±5%, shift ±5%, horizontal flip and colour jitter apply to input
-    and target alike; the random warp to the input only.
+    and target (and mask) alike; the random warp to the input only.
     """
     b, _, s, _ = crops.shape
-    x = torch.cat([crops.float() / 255, masks.float() / 255], 1)
+    x = crops.float() / 255 if masks is None else torch.cat([crops.float() / 255, masks.float() / 255], 1)
     g = generator
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
@@ -210,7 +210,7 @@ def augment(crops: torch.Tensor, masks: torch.Tensor, coverage: int, size: int,
     mean = rgb.mean((1, 2, 3), keepdim=True)
     rgb = ((rgb - mean) * contrast + mean + brightness).clamp(0, 1)
     target = model_input(rgb, coverage, size)
-    mask = model_input(x[:, 3:].expand(-1, 3, -1, -1), coverage, size)[:, :1]
+    mask = None if masks is None else model_input(x[:, 3:].expand(-1, 3, -1, -1), coverage, size)[:, :1]
     return random_warp(target, g), target, mask
 
 
@@ -293,8 +293,8 @@ class Trainer:
         cuda = self.device.type == "cuda"
         if cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.5, 0.999), fused=cuda)
+        self.forward_encoder = torch.compile(self.model.encoder) if cfg.compile else self.model.encoder
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.sampler = torch.Generator(device=self.device).manual_seed(cfg.seed + 7)
@@ -304,6 +304,7 @@ class Trainer:
         self.started = time.time()
         self.elapsed_before = 0.0
         self.stop_requested = False
+        self._log_file = None
         if cfg.resume:
             self._load_checkpoint()
         elif (self.out / LOG_FILE).exists():
@@ -314,29 +315,29 @@ class Trainer:
     def batch_size(self) -> int:
         return max(1, batch_at(self.cfg.batch_schedule, self.step) >> self.batch_halvings)
 
-    def _sample(self, d: FaceData, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _sample(self, d: FaceData, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         pick = d.train[torch.randint(len(d.train), (n,), generator=self.sampler, device=self.sampler.device)
                        .to(d.train.device)]
-        return augment(d.crops[pick], d.masks[pick], d.coverage, self.size, self.generator)
+        return augment(d.crops[pick], d.masks[pick] if self.cfg.mask else None, d.coverage, self.size, self.generator)
 
     def train_step(self) -> dict[str, float]:
+        """One step: N faces of each identity through the shared encoder in one pass of 2N."""
         n = self.batch_size()
         self.model.train()
-        losses = {}
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for name, d in self.data.items():
-            x, target, mask = self._sample(d, n)
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with self.autocast:
-                pred = self.forward(x, name)
-            loss = reconstruction_loss(pred.float(), target, mask if self.cfg.mask else None)
-            loss.backward()
-            losses[f"loss_{name}"] = float(loss.detach())
-            total += losses[f"loss_{name}"]
+        a, b = (self._sample(d, n) for d in self.data.values())
+        x = torch.cat([a[0], b[0]])
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast:
+            z = self.forward_encoder(x)
+            preds = [self.model.decoders["a"](z[:n]), self.model.decoders["b"](z[n:])]
+        losses = torch.stack([reconstruction_loss(p.float(), t, m if self.cfg.mask else None)
+                              for p, (_, t, m) in zip(preds, (a, b))])
+        losses.sum().backward()
         self.optimizer.step()
-        return {"loss": total / 2, **losses, "batch": n}
+        la, lb = losses.detach().cpu().tolist()  # the step's one wait for the device
+        return {"loss": (la + lb) / 2, "loss_a": la, "loss_b": lb, "batch": n}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -375,8 +376,10 @@ class Trainer:
 
     # --- logs, plots, checkpoints -------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
-        with (self.out / LOG_FILE).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        if self._log_file is None:
+            self._log_file = (self.out / LOG_FILE).open("a", encoding="utf-8")
+        self._log_file.write(json.dumps(record) + "\n")
+        self._log_file.flush()  # whole lines on disk: a checkpoint records the log's length
 
     def plateau(self) -> Plateau | None:
         return fit_plateau([s for s, _ in self.val_history], [v for _, v in self.val_history])
@@ -515,6 +518,9 @@ class Trainer:
             self._validate_and_log()
         self.preview()
         self.save()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
         self.plot()
         return self.summary()
 

@@ -1,0 +1,243 @@
+"""The swap model and its training: presets, model folders, augmentation, plateau, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from swapgraph.nodes.swap_model import PRESETS, ModelError, ModelInfo, SwapModel, bank_models, load_model, save_model
+from swapgraph.nodes.training import (Plateau, TrainConfig, Trainer, augment, batch_at, fit_plateau,
+                                      parse_batch_schedule, random_warp)
+from swapgraph.runtime.errors import UsageError
+
+from helpers import GRAPHS, SHARED_CLIPS, animate_photo, packaged_photo, swapgraph_subprocess, write_clip
+
+
+def extract_faceset(cli, clip: Path, out: Path, *sets: str) -> Path:
+    r = cli("run", GRAPHS / "extract.json", "--set", f"plate.path={clip}", "--set", f"faceset.path={out}",
+            "--set", "faces.workers=1", "--quiet", *sets)
+    assert r.code == 0, r.err
+    return out
+
+
+@pytest.fixture(scope="module")
+def facesets(tmp_path_factory):
+    """Facesets of 60 frames each from animated packaged photos (grace_hopper, astronaut)."""
+    from swapgraph.runtime.cli import main
+
+    root = tmp_path_factory.mktemp("train")
+    out = {}
+    for name, photo in (("grace", "grace_hopper"), ("astro", "astronaut")):
+        clip = write_clip(root / f"{name}.mp4", animate_photo(packaged_photo(photo), 60, size=(384, 384)), audio=False)
+        assert main(["run", str(GRAPHS / "extract.json"), "--set", f"plate.path={clip}", "--set",
+                     f"faceset.path={root / name}", "--set", "faces.workers=1", "--quiet"]) == 0
+        out[name] = root / name
+    return out
+
+
+def config(facesets, out: Path, **kw) -> TrainConfig:
+    base = dict(a=facesets["grace"], b=facesets["astro"], out=out, preset="lite-64", device="cpu",
+                batch_schedule=[(0, 8)], val_every=10, preview_every=50, checkpoint_every=20, quiet=True)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class TestModel:
+    @pytest.mark.parametrize("preset", sorted(PRESETS))
+    def test_shapes(self, preset):
+        model = SwapModel(preset, mask=True)
+        s = PRESETS[preset].size
+        with torch.no_grad():
+            y = model(torch.rand(2, 3, s, s), "b")
+        assert y.shape == (2, 4, s, s) and 0 <= y.min() and y.max() <= 1
+
+    def test_classic_layout(self):
+        m = SwapModel("classic-64")
+        convs = [c.out_channels for c in m.encoder.convs.modules() if isinstance(c, torch.nn.Conv2d)]
+        dense = [l.out_features for l in m.encoder.dense.modules() if isinstance(l, torch.nn.Linear)]
+        assert convs == [128, 256, 512, 1024] and dense == [1024, 4 * 4 * 1024]
+
+    def test_save_and_load_round_trip(self, tmp_path):
+        model = SwapModel("lite-64").eval()
+        save_model(tmp_path / "m", model, ModelInfo(preset="lite-64", size=64, bucket="frontal"))
+        loaded, info = load_model(tmp_path / "m")
+        x = torch.rand(3, 3, 64, 64)
+        with torch.no_grad():
+            assert torch.equal(model(x, "a"), loaded(x, "a"))
+        assert info.bucket == "frontal" and sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+            "model.json", "model.safetensors"]
+
+    @pytest.mark.parametrize("how", ["suffix", "torch_save", "raw_pickle"])
+    def test_a_folder_with_a_pickle_is_refused(self, tmp_path, how):
+        folder = tmp_path / "m"
+        save_model(folder, SwapModel("lite-64"), ModelInfo(preset="lite-64", size=64))
+        if how == "suffix":
+            (folder / "extra.pkl").write_bytes(b"x")
+        elif how == "torch_save":
+            torch.save({"w": torch.zeros(1)}, folder / "weights.data")
+        else:
+            (folder / "notes").write_bytes(pickle.dumps({"a": 1}))
+        with pytest.raises(ModelError, match="pickle"):
+            load_model(folder)
+
+    def test_unknown_preset_is_refused(self, tmp_path, cli):
+        folder = tmp_path / "m"
+        save_model(folder, SwapModel("lite-64"), ModelInfo(preset="lite-64", size=64))
+        info = json.loads((folder / "model.json").read_text())
+        info["preset"] = "giant-512"
+        (folder / "model.json").write_text(json.dumps(info))
+        with pytest.raises(ModelError, match="unknown preset 'giant-512'") as e:
+            load_model(folder)
+        assert "\n" not in str(e.value)  # one line for the CLI
+
+    def test_bank(self, tmp_path):
+        for bucket in ("frontal", "three_quarter"):
+            save_model(tmp_path / "bank" / bucket, SwapModel("lite-64"),
+                       ModelInfo(preset="lite-64", size=64, bucket=bucket))
+        assert set(bank_models(tmp_path / "bank")) == {"frontal", "three_quarter"}
+        assert bank_models(tmp_path / "bank" / "frontal") == {"frontal": tmp_path / "bank" / "frontal"}
+        with pytest.raises(ModelError):
+            bank_models(tmp_path)
+
+
+class TestAugment:
+    def test_random_warp_moves_pixels_but_not_edges(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(4, 3, 64, 64)
+        y = random_warp(x, g)
+        assert y.shape == x.shape and (y - x).abs().mean() > 0.01
+        assert torch.allclose(y[..., 0, :], x[..., 0, :], atol=1e-5)  # the control grid's edges stay put
+
+    def test_input_is_warped_target_is_not(self):
+        g = torch.Generator().manual_seed(1)
+        crops = torch.randint(0, 256, (5, 3, 256, 256), dtype=torch.uint8)
+        masks = torch.zeros(5, 1, 256, 256, dtype=torch.uint8)
+        masks[..., 80:180, 80:180] = 255
+        x, target, mask = augment(crops, masks, 160, 64, g)
+        assert x.shape == target.shape == (5, 3, 64, 64) and mask.shape == (5, 1, 64, 64)
+        assert not torch.allclose(x, target)
+        assert 0 <= x.min() and x.max() <= 1 and mask.max() > 0.9
+        assert augment(crops, None, 160, 64, g)[2] is None  # no mask channel: nothing to warp
+
+
+class TestPlateau:
+    def test_recovers_known_parameters_from_a_noisy_curve(self):
+        rng = np.random.default_rng(0)
+        steps = list(range(0, 3001, 50))
+        true = Plateau(c=0.2, a=0.5, tau=400)
+        values = [true.value(t) + rng.normal(0, 0.003) for t in steps]
+        fit = fit_plateau(steps, values)
+        assert fit.c == pytest.approx(0.2, rel=0.05)
+        assert fit.a == pytest.approx(0.5, rel=0.05)
+        assert fit.tau == pytest.approx(400, rel=0.1)
+        assert fit.step_within(0.01) == pytest.approx(400 * math.log(0.5 / 0.002), rel=0.1)
+
+    def test_needs_five_points(self):
+        assert fit_plateau([0, 1, 2, 3], [4, 3, 2, 1]) is None
+
+    def test_batch_schedule(self):
+        s = parse_batch_schedule("0:8,2000:16,5000:64")
+        assert [batch_at(s, t) for t in (0, 1999, 2000, 4999, 5000, 10**6)] == [8, 8, 16, 16, 64, 64]
+        for bad in ("8,16", "100:8", "0:0"):
+            with pytest.raises(UsageError):
+                parse_batch_schedule(bad)
+
+
+def _records(out: Path) -> tuple[list[dict], list[dict]]:
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return [r for r in lines if "loss" in r], [r for r in lines if "val" in r]
+
+
+class TestTraining:
+    def test_lite_validation_falls_by_30_percent(self, facesets, tmp_path):
+        summary = Trainer(config(facesets, tmp_path / "m", steps=100, batch_schedule=[(0, 16)], val_every=20)).run()
+        train, val = _records(tmp_path / "m")
+        assert [r["step"] for r in train] == list(range(1, 101))
+        first, last = val[0]["val"], val[-1]["val"]
+        assert last <= 0.7 * first, (first, last)
+        assert summary["steps"] == 100 and "plateau" in summary
+        info = json.loads((tmp_path / "m" / "model.json").read_text())
+        assert info["preset"] == "lite-64" and info["training"]["steps"] == 100
+        assert info["training"]["plateau_step"] > 0
+        assert (tmp_path / "m" / "loss.png").stat().st_size > 10_000
+        previews = sorted((tmp_path / "m" / "previews").glob("*.png"))
+        assert [p.name for p in previews] == ["step_0000050.png", "step_0000100.png"]
+        from PIL import Image
+
+        assert Image.open(previews[0]).size == (4 * 64, 6 * 64)  # 4 faces; A, A→A, A→B, B, B→B, B→A
+
+    def test_schedule_changes_the_batch_and_not_the_score(self, facesets, tmp_path):
+        trainer = Trainer(config(facesets, tmp_path / "m", steps=40, batch_schedule=[(0, 4), (30, 12)]))
+        trainer.run()
+        train, _ = _records(tmp_path / "m")
+        assert [r["batch"] for r in train] == [4] * 30 + [12] * 10
+        # the score is measured on fixed faces in fixed chunks: the batch size cannot move it
+        before = trainer.validate()["val"]
+        trainer.cfg.batch_schedule = [(0, 64)]
+        assert trainer.validate()["val"] == before
+
+    def test_until_plateau_stops_where_the_fit_says(self, facesets, tmp_path):
+        trainer = Trainer(config(facesets, tmp_path / "m", until_plateau=True))
+        curve = Plateau(c=0.2, a=0.3, tau=100)
+        trainer.val_history = [(t, curve.value(t)) for t in range(0, 400, 50)]
+        stop = curve.step_within(0.01)  # about 497
+        trainer.step = int(stop) - 20
+        assert not trainer.done()
+        trainer.step = int(stop) + 20
+        assert trainer.done()
+
+    def test_bucket_without_faces_is_a_usage_error(self, facesets, tmp_path):
+        with pytest.raises(UsageError, match="0 faces in bucket side"):
+            Trainer(config(facesets, tmp_path / "m", steps=5, bucket="side"))
+
+    def test_cli_needs_a_stopping_rule(self, cli, facesets, tmp_path):
+        r = cli("train", "--a", facesets["grace"], "--b", facesets["astro"], "--out", tmp_path / "m")
+        assert r.code == 2 and r.err.startswith("error: say when to stop")
+        r = cli("train", "--a", facesets["grace"], "--b", tmp_path / "nothing", "--out", tmp_path / "m", "--steps", "3")
+        assert r.code == 2 and "not a faceset" in r.err
+
+    def test_kill_9_then_resume_continues_without_gap_or_repeat(self, facesets, tmp_path):
+        out = tmp_path / "m"
+        args = ["train", "--a", facesets["grace"], "--b", facesets["astro"], "--out", out, "--preset", "lite-64",
+                "--batch-size", "4", "--steps", "70", "--checkpoint-every", "20", "--val-every", "10",
+                "--device", "cpu", "--quiet"]
+        proc = swapgraph_subprocess(*args)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            train = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()] if (out / "log.jsonl").exists() else []
+            if sum("loss" in r for r in train) >= 47:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "training ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed_at = sum("loss" in json.loads(x) for x in (out / "log.jsonl").read_text().splitlines())
+        assert killed_at >= 47
+        proc = swapgraph_subprocess(*args, "--resume")
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        train, val = _records(out)
+        assert [r["step"] for r in train] == list(range(1, 71))  # no gap, no repeat
+        assert [r["step"] for r in val] == list(range(0, 71, 10))
+        assert json.loads((out / "model.json").read_text())["training"]["steps"] == 70
+
+
+@pytest.mark.real
+def test_real_footage_validation_falls_by_30_percent(cli, tmp_path):
+    sets = {}
+    for name in ("d18", "d19"):
+        sets[name] = extract_faceset(cli, SHARED_CLIPS / f"{name}.mp4", tmp_path / name, "--frames", "0-119")
+    cfg = TrainConfig(a=sets["d18"], b=sets["d19"], out=tmp_path / "m", preset="lite-64", device="cpu",
+                      batch_schedule=[(0, 16)], steps=100, val_every=20, preview_every=1000, checkpoint_every=1000,
+                      quiet=True)
+    Trainer(cfg).run()
+    _, val = _records(tmp_path / "m")
+    assert val[-1]["val"] <= 0.7 * val[0]["val"], (val[0]["val"], val[-1]["val"])
