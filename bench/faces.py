@@ -21,7 +21,6 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 import argparse
 import contextlib
-import resource
 import sys
 import tempfile
 import time
@@ -35,15 +34,14 @@ import numpy as np
 import torch
 
 from swapgraph.nodes import builtin_nodes
-from swapgraph.runtime.demo import animate_photo, packaged_photo, write_clip
 from swapgraph.runtime.executor import Executor
 from swapgraph.runtime.graph import validate_graph
 from swapgraph.runtime.node import NodeSchema, Port, RunContext, Sink, Source
 from swapgraph.runtime.ports import FaceCrops, Frames, VideoInfo
 from swapgraph.runtime.registry import Registry
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_CLIP = REPO.parent / "shared" / "data" / "clips" / "d3.mp4"
+from _common import SHARED_CLIP, cpu_seconds, default_clip
+
 BATCH = 16  # the batch size of graphs/extract.json
 
 
@@ -84,18 +82,6 @@ def native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def default_clip(tmp: Path) -> Path:
-    if SHARED_CLIP.is_file():
-        return SHARED_CLIP
-    print(f"{SHARED_CLIP} not found; using a clip made from the packaged grace_hopper photo")
-    return write_clip(tmp / "grace.mp4", animate_photo(packaged_photo("grace_hopper"), 150))
-
-
 def decode(clip: Path, limit: int) -> np.ndarray:
     """The first ``limit`` frames of ``clip`` as RGB uint8 (N, H, W, 3)."""
     with av.open(str(clip)) as c:
@@ -128,9 +114,9 @@ class BareLoop:
         # the models are built once per process, so only the first run pays for them
         startup = time.perf_counter() - t0 + self.created
         self.created = 0.0
-        c0, t0 = _cpu_seconds(), time.perf_counter()
+        c0, t0 = cpu_seconds(), time.perf_counter()
         found = [self._frame(image) for image in video[BATCH:]]
-        seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+        seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         return Timing(startup, seconds, cpu, len(found), sum(m for _, m in found), sum(d for d, _ in found))
 
 
@@ -181,7 +167,7 @@ def run_nodes(video: np.ndarray, workers: int) -> Timing:
     marks: dict[int, tuple[float, float]] = {}
 
     def progress(done: int, total: int | None) -> None:
-        marks.setdefault(done, (time.perf_counter(), _cpu_seconds()))
+        marks.setdefault(done, (time.perf_counter(), cpu_seconds()))
 
     t0 = time.perf_counter()
     Executor(graph, on_progress=progress).run()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,14 +24,13 @@ from pathlib import Path
 
 import av
 
-from swapgraph.runtime.demo import animate_photo, packaged_photo, write_clip
 from swapgraph.runtime.executor import Executor
 from swapgraph.runtime.graph import load_graph_document, validate_graph
 from swapgraph.runtime.registry import default_registry
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip
+
 GRAPH = REPO / "graphs" / "transcode.json"
-SHARED_CLIP = REPO.parent / "shared" / "data" / "clips" / "d3.mp4"
 LONG_FACTOR = 10
 CHILD_FLAG = "--_peak-child"  # hidden: run the graph once and print peak RSS as JSON
 
@@ -131,18 +129,6 @@ def measure_peak(clip: Path, out: Path, preset: str, crf: int) -> tuple[int, flo
     return report["frames"], report["base_kib"] / 1024, report["peak_kib"] / 1024
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def default_clip(tmp: Path) -> Path:
-    if SHARED_CLIP.is_file():
-        return SHARED_CLIP
-    print(f"{SHARED_CLIP} not found; using a clip made from the packaged grace_hopper photo")
-    return write_clip(tmp / "grace.mp4", animate_photo(packaged_photo("grace_hopper"), 150))
-
-
 def describe(clip: Path) -> str:
     with av.open(str(clip)) as c:
         v = c.streams.video[0]
@@ -177,9 +163,9 @@ def main() -> None:
         best_cpu = {name: float("inf") for name in variants}
         for i in range(args.repeat):
             for name, fn in variants.items():
-                c0, t0 = _cpu_seconds(), time.perf_counter()
+                c0, t0 = cpu_seconds(), time.perf_counter()
                 frames = fn(clip, tmp / f"{name.split()[0]}{i}.mp4", args.preset, args.crf)
-                seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+                seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
                 best[name] = max(best[name], frames / seconds)
                 best_cpu[name] = min(best_cpu[name], cpu)
                 print(f"{name + f' #{i + 1}':<16}{frames:>8}{seconds:>10.2f}{frames / seconds:>10.1f}{cpu:>8.2f}")

@@ -16,7 +16,7 @@ from swapgraph.nodes.video import parse_frame_range, probe_video, read_video
 from swapgraph.runtime.errors import MediaError
 from swapgraph.runtime.images import rgb_to_tensor, tensor_to_rgb
 
-from helpers import GRAPHS, decode_all, stream_facts, write_clip, write_graph
+from helpers import GRAPHS, decode_all, stream_facts, write_clip
 
 
 def transcode(cli, src: Path, out: Path, *extra: str):

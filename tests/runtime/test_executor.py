@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 from swapgraph.runtime.errors import NodeError, UsageError
 from swapgraph.runtime.executor import Executor, resolve_device
 from swapgraph.runtime.graph import load_graph_document, validate_graph
-from swapgraph.runtime.node import Node, NodeSchema, Params, Port, Sink
+from swapgraph.runtime.node import Node, NodeSchema, Port, Sink
 from swapgraph.runtime.ports import Frames
 from swapgraph.runtime.registry import Registry, default_registry
 
