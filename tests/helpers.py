@@ -68,3 +68,30 @@ def stream_facts(path: Path) -> dict:
             packets = list(c.demux(a))
             facts["audio"].append({"codec": a.codec_context.name, "duration": _span(packets)})
     return facts
+
+
+def write_photo_faceset(folder: Path, photo: str, faces: int = 40, seed: int = 0) -> Path:
+    """A faceset without face detection (for machines without MediaPipe): the packaged photo
+    resized to 256 px with small random shifts and light changes, a face oval as an ellipse."""
+    import cv2
+
+    from swapgraph.nodes.training import FACE_OVAL
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    base = cv2.resize(packaged_photo(photo), (256, 256), interpolation=cv2.INTER_AREA)
+    angles = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)
+    landmarks = np.zeros((478, 3))
+    landmarks[FACE_OVAL, 0] = 128 + 72 * np.sin(angles)
+    landmarks[FACE_OVAL, 1] = 128 - 92 * np.cos(angles)
+    with (folder / "faces.jsonl").open("w", encoding="utf-8") as f:
+        for i in range(faces):
+            dx, dy = rng.integers(-6, 7, 2)
+            img = np.clip(np.roll(base, (dy, dx), (0, 1)).astype(int) + rng.integers(-20, 21), 0, 255).astype(np.uint8)
+            name = f"{photo}_{i:04d}.png"
+            cv2.imwrite(str(folder / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            f.write(json.dumps({"file": name, "source": photo, "frame": i, "track": 0, "bucket": "frontal",
+                                "blur": 1.0, "pose": [0, 0, 0], "landmarks": landmarks.tolist(),
+                                "frame_from_crop": [[1, 0, 0], [0, 1, 0]]}) + "\n")
+    (folder / "faceset.json").write_text(json.dumps({"crop": 256, "coverage": 160, "faces": faces}))
+    return folder
