@@ -9,9 +9,14 @@ from __future__ import annotations
 
 def builtin_nodes() -> list[type]:
     from .align import Align
+    from .blend import MaskBlend
+    from .color import ColorCorrect
     from .face import DetectFaces, SmoothLandmarks
     from .faceset import WriteFaceset
+    from .mask import FaceMask
     from .resample import Downscale, Resize, Upscale
+    from .swap import Swap
     from .video import Decode, Encode
 
-    return [Decode, Encode, Resize, DetectFaces, SmoothLandmarks, Align, Downscale, Upscale, WriteFaceset]
+    return [Decode, Encode, Resize, DetectFaces, SmoothLandmarks, Align, Downscale, Upscale, WriteFaceset, Swap,
+            FaceMask, ColorCorrect, MaskBlend]

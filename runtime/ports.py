@@ -274,6 +274,40 @@ class FaceCrops(PortType):
         return crop_grid(self.crops[picks], self.coverage)
 
 
+@dataclass(eq=False)
+class Masks(PortType):
+    """Masks aligned with a :class:`FaceCrops`: (N, 1, S, S) in [0, 1], 1 = the swapped face."""
+
+    label = "masks"
+    masks: torch.Tensor
+    crops: FaceCrops
+
+    def __post_init__(self) -> None:
+        if self.masks.shape != (len(self.crops), 1, self.crops.crop_size, self.crops.crop_size):
+            raise ShapeError(f"Masks: shape {tuple(self.masks.shape)} does not fit {len(self.crops)} crops of "
+                             f"{self.crops.crop_size} px")
+
+    def frames_in_batch(self) -> int:
+        return len(self.crops.frames)
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> "Masks":
+        if self.masks.device == torch.device(device):
+            return self
+        return Masks(self.masks.to(device, non_blocking=non_blocking), self.crops.to(device, non_blocking))
+
+    def preview_image(self, frame: int) -> torch.Tensor | None:
+        if frame not in self.crops.frames.index:
+            return None
+        from .draw import crop_grid
+
+        row = self.crops.frames.index.index(frame)
+        picks = [i for i, r in enumerate(self.crops.row) if r == row]
+        if not picks:
+            return self.crops.frames.data[row].detach().cpu()
+        shown = self.crops.crops[picks] * (0.25 + 0.75 * self.masks[picks])  # the face bright, the rest dimmed
+        return crop_grid(shown, None)
+
+
 @dataclass(frozen=True)
 class AudioStreamInfo:
     index: int

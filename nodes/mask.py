@@ -1,0 +1,110 @@
+"""Face masks in crop space, from the landmarks: which pixels of a crop are the face.
+
+Regions are MediaPipe mesh regions (``mesh_regions.json``, landmark indices from
+MediaPipe 0.10.21), rasterised as convex polygons in crop pixels, then grown or shrunk
+and feathered with a separable Gaussian on the crops' device.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import kornia
+import numpy as np
+import torch
+from pydantic import Field
+
+from swapgraph.runtime.node import Node, NodeSchema, Params, Port
+from swapgraph.runtime.ports import FaceCrops, Masks
+
+REGIONS_FILE = Path(__file__).with_name("mesh_regions.json")
+BROWS_AND_BELOW_FROM = ("left_eyebrow", "right_eyebrow")
+
+
+@lru_cache(maxsize=1)
+def regions() -> dict[str, list[int]]:
+    """``{region name: landmark indices}``: face_oval, left/right_eye, left/right_eyebrow, lips, irises."""
+    return json.loads(REGIONS_FILE.read_text())["regions"]
+
+
+def crop_landmarks(crops: FaceCrops) -> np.ndarray:
+    """Each crop's face landmarks in crop pixels: (N, 478, 2) float64."""
+    if not len(crops):
+        return np.zeros((0, 478, 2))
+    m = crops.frame_from_crop.detach().cpu().numpy()
+    lin, t = m[:, :, :2], m[:, :, 2]
+    inv = np.linalg.inv(lin)
+    pts = np.stack([f.landmarks[:, :2] for f in crops.faces]).astype(np.float64)
+    return np.einsum("nij,nkj->nki", inv, pts - t[:, None, :])
+
+
+def polygon_masks(points: np.ndarray, index_sets: list[list[int]], size: int) -> np.ndarray:
+    """Union of the convex hulls of ``index_sets`` for each face: (N, size, size) uint8 0/1."""
+    out = np.zeros((points.shape[0], size, size), np.uint8)
+    for n, pts in enumerate(points):
+        for idx in index_sets:
+            hull = cv2.convexHull(np.round(pts[idx] * 16).astype(np.int32))
+            cv2.fillConvexPoly(out[n], hull, 1, lineType=cv2.LINE_AA, shift=4)
+    return out
+
+
+def face_region_masks(crops: FaceCrops, mode: Literal["hull", "no_forehead"]) -> torch.Tensor:
+    """Hard face masks (N, 1, S, S) in {0, 1} on the crops' device.
+
+    ``hull``: the face oval, forehead included. ``no_forehead``: the face from the brows
+    down (the oval's points above the brows are cut at the brow line).
+    """
+    pts = crop_landmarks(crops)
+    oval = regions()["face_oval"]
+    if mode == "no_forehead" and len(pts):
+        brows = regions()["left_eyebrow"] + regions()["right_eyebrow"]
+        top = pts[:, brows, 1].min(1)  # per face: the highest brow point (y grows down)
+        clipped = pts.copy()
+        clipped[:, oval, 1] = np.maximum(clipped[:, oval, 1], top[:, None])
+        pts = clipped
+    masks = polygon_masks(pts, [oval], crops.crop_size)
+    return torch.from_numpy(masks).to(crops.crops.device, torch.float32)[:, None]
+
+
+def grow_and_feather(masks: torch.Tensor, grow: int, feather: float) -> torch.Tensor:
+    """Dilate (``grow`` > 0) or erode (< 0) by ``grow`` pixels, then blur with a Gaussian of
+    sigma ``feather`` pixels (separable). masks: (N, 1, S, S) in [0, 1]."""
+    if grow:
+        k = 2 * abs(grow) + 1
+        kernel = torch.ones(k, k, device=masks.device)
+        op = kornia.morphology.dilation if grow > 0 else kornia.morphology.erosion
+        masks = op(masks, kernel)
+    if feather > 0:
+        k = 2 * int(3 * feather) + 1
+        masks = kornia.filters.gaussian_blur2d(masks, (k, k), (feather, feather), border_type="constant")
+    return masks.clamp(0, 1)
+
+
+class FaceMaskParams(Params):
+    mode: Literal["hull", "no_forehead"] = Field("no_forehead", description="face region: the whole oval (hull) or "
+                                                                            "from the brows down")
+    grow: int = Field(-4, ge=-64, le=64, description="pixels (crop space) to grow (+) or shrink (-) the mask")
+    feather: float = Field(6.0, ge=0, le=64, description="Gaussian sigma of the soft edge, crop pixels")
+
+
+class FaceMask(Node):
+    """Masks of the face in each crop, from its landmarks: a soft edge for blending.
+
+    The region (the face oval, with or without forehead) is rasterised in crop space,
+    shrunk or grown by ``grow`` pixels and feathered with a separable Gaussian.
+    """
+
+    schema = NodeSchema(inputs={"crops": Port(FaceCrops, "aligned crops with their faces")},
+                        outputs={"masks": Port(Masks, "(N, 1, S, S) in [0, 1]")},
+                        params=FaceMaskParams, category="blend")
+
+    params: FaceMaskParams
+
+    def process(self, crops: FaceCrops) -> dict[str, Any]:
+        p = self.params
+        hard = face_region_masks(crops, p.mode)
+        return {"masks": Masks(grow_and_feather(hard, p.grow, p.feather), crops)}

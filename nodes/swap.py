@@ -1,0 +1,122 @@
+"""The Swap node: trained models put the other identity's face into aligned crops."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from swapgraph.runtime.errors import NodeError
+from swapgraph.runtime.node import InputPath, Issue, Node, NodeSchema, Params, Port, RunContext
+from swapgraph.runtime.ports import BUCKETS, FaceCrops
+
+from .align import model_input
+from .resample import resize_images
+from .swap_model import ModelError, SwapModel, bank_models, load_model
+
+
+def nearest_bucket(bucket: str, available: list[str]) -> str:
+    """The available bucket closest in orientation (frontal < three_quarter < side)."""
+    order = {b: i for i, b in enumerate(BUCKETS)}
+    return min(available, key=lambda b: (abs(order[b] - order[bucket]), order[b]))
+
+
+def swap_crops(model: SwapModel, crops: torch.Tensor, coverage: int, identity: str) -> torch.Tensor:
+    """Crops (N, 3, S, S) in [0, 1] with their central ``coverage`` replaced by ``model``'s
+    rendering of ``identity``, resized back from the model's size."""
+    size = model.preset.size
+    x = model_input(crops, coverage, size)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if crops.is_cuda else torch.autocast("cpu", enabled=False)
+    with torch.no_grad(), autocast:
+        y = model(x, identity)[:, :3].float()
+    pad = (crops.shape[-1] - coverage) // 2
+    out = crops.clone()
+    out[..., pad:pad + coverage, pad:pad + coverage] = resize_images(y, (coverage, coverage), "bicubic")
+    return out
+
+
+class SwapParams(Params):
+    model: InputPath = Field(description="a model folder, or a bank: a folder with one model folder per bucket")
+    direction: Literal["a_to_b", "b_to_a"] = Field("a_to_b", description="a_to_b puts B's face on the plate's A")
+    hold: int = Field(5, ge=1, le=1000, description="frames a face's new bucket must last before its model changes")
+
+
+class Swap(Node):
+    """Swap faces: encode each crop and decode it as the other identity, batched on the device.
+
+    Takes a model or a model bank (one model per orientation bucket) and picks the model
+    for each face by its bucket, holding the choice per track until a new bucket has
+    lasted ``hold`` frames, so the model does not flip on a threshold. A bucket without a
+    model uses the nearest one, and says so once. bf16 on CUDA.
+    """
+
+    schema = NodeSchema(inputs={"crops": Port(FaceCrops, "aligned crops of the plate")},
+                        outputs={"crops": Port(FaceCrops, "the same crops with the swapped face")},
+                        params=SwapParams, category="swap")
+
+    params: SwapParams
+
+    def check(self, connected: set[str]) -> list[Issue]:
+        try:
+            for path in bank_models(Path(self.params.model)).values():
+                from .swap_model import read_info, refuse_pickles
+
+                refuse_pickles(path)
+                read_info(path)
+        except ModelError as exc:
+            return [Issue("param 'model'", str(exc))]
+        return []
+
+    def open(self, ctx: RunContext) -> None:
+        self.models: dict[str, tuple[SwapModel, Any]] = {}
+        for bucket, path in bank_models(Path(self.params.model)).items():
+            model, info = load_model(path, self.device)
+            self.models[bucket] = (model, info)
+        self.chosen: dict[int, tuple[str, str, int]] = {}  # track -> (bucket in use, candidate, frames seen)
+        self.warned: set[str] = set()
+        self.counts = {"faces_swapped": 0, **{f"faces_{b}": 0 for b in self.models}}
+
+    def _model_bucket(self, track: int, bucket: str) -> str:
+        available = list(self.models)
+        want = bucket if bucket in self.models else nearest_bucket(bucket, available)
+        if bucket not in self.models and bucket not in self.warned:
+            self.warned.add(bucket)
+            print(f"warning: node {self.id!r}: no model for {bucket} faces; using the {want} model",
+                  file=sys.stderr)
+        current = self.chosen.get(track)
+        if current is None:
+            self.chosen[track] = (want, want, 0)
+            return want
+        using, candidate, seen = current
+        if want == using:
+            self.chosen[track] = (using, using, 0)
+        else:
+            seen = seen + 1 if want == candidate else 1
+            if seen >= self.params.hold:
+                using, seen = want, 0
+            self.chosen[track] = (using, want, seen)
+        return self.chosen[track][0]
+
+    def process(self, crops: FaceCrops) -> dict[str, Any]:
+        if not len(crops):
+            return {"crops": crops}
+        identity = "b" if self.params.direction == "a_to_b" else "a"
+        picks = [self._model_bucket(f.track, f.bucket) for f in crops.faces]
+        out = crops.crops.clone()
+        for bucket in set(picks):
+            model, info = self.models[bucket]
+            if info.coverage != crops.coverage:
+                raise NodeError(f"node {self.id!r}: the model was trained on a coverage of {info.coverage} px, the "
+                                f"crops have {crops.coverage}; set Align's coverage to {info.coverage}")
+            rows = [i for i, b in enumerate(picks) if b == bucket]
+            out[rows] = swap_crops(model, crops.crops[rows], crops.coverage, identity)
+            self.counts[f"faces_{bucket}"] += len(rows)
+        self.counts["faces_swapped"] += len(picks)
+        return {"crops": replace(crops, crops=out)}
+
+    def stats(self) -> dict[str, Any]:
+        return dict(getattr(self, "counts", {}))

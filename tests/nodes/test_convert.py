@@ -1,0 +1,165 @@
+"""Conversion nodes: Swap, FaceMask, ColorCorrect, MaskBlend, and graphs/swap.json."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from swapgraph.nodes import swap as swap_module
+from swapgraph.nodes.align import crop_from_frame_matrices, cut_crops, invert_affine
+from swapgraph.nodes.color import correct_colour, skin_masks
+from swapgraph.nodes.face import FaceAnalyzer
+from swapgraph.nodes.mask import crop_landmarks, polygon_masks, regions
+from swapgraph.nodes.swap import Swap, SwapParams, nearest_bucket
+from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
+from swapgraph.runtime.images import rgb_to_tensor
+from swapgraph.runtime.ports import Face, FaceCrops, Frames, VideoInfo
+
+from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, stream_facts, write_clip
+
+
+@pytest.fixture(scope="module")
+def grace_crops() -> FaceCrops:
+    """Aligned 256 px crops of grace_hopper.jpg (one face), with their frame."""
+    image = packaged_photo("grace_hopper")
+    analyzer = FaceAnalyzer(1, "auto", 0.5, 480)
+    try:
+        face = analyzer.analyze(image[None], 1, 24)[0][0]
+    finally:
+        analyzer.close()
+    frames = Frames(rgb_to_tensor(image[None]), [0], [0], [1], VideoInfo(512, 600, 25, 1))
+    m = crop_from_frame_matrices(torch.from_numpy(face.landmarks[None]), 256, 160)
+    crops = cut_crops(frames.data, torch.tensor([0]), m, 256)
+    return FaceCrops(crops, invert_affine(m), [0], [face], 160, 64, frames)
+
+
+class TestColorCorrect:
+    def test_lab_stats_keeps_eyes_and_lips_whole_crop_does_not(self, grace_crops):
+        tinted = (grace_crops.crops * torch.tensor([1.0, 0.8, 0.7])[None, :, None, None]).clamp(0, 1)
+        pts = crop_landmarks(grace_crops)
+        r = regions()
+        features = torch.from_numpy(polygon_masks(pts, [r["left_eye"], r["right_eye"], r["lips"]], 256)).bool()[:, None]
+        features = features.expand(-1, 3, -1, -1)
+        source = grace_crops.crops
+        ours = correct_colour(source, tinted, grace_crops, "lab-stats", 1.0)
+        classic = correct_colour(source, tinted, grace_crops, "whole-crop", 1.0)
+        assert torch.equal(ours[features], source[features])  # eyes and lips: not a bit changed
+        assert (classic[features] - source[features]).abs().mean() > 0.03  # the classic transfer tints them
+        skin, _ = skin_masks(grace_crops)
+        on_skin = skin.bool().expand(-1, 3, -1, -1)
+        # on skin, lab-stats moved the colour towards the reference's
+        assert (ours[on_skin] - tinted[on_skin]).abs().mean() < 0.5 * (source[on_skin] - tinted[on_skin]).abs().mean()
+
+    def test_histogram_and_none(self, grace_crops):
+        tinted = (grace_crops.crops * 0.8).clamp(0, 1)
+        hist = correct_colour(grace_crops.crops, tinted, grace_crops, "histogram", 1.0)
+        assert hist.shape == grace_crops.crops.shape and not torch.equal(hist, grace_crops.crops)
+        same = correct_colour(grace_crops.crops, tinted, grace_crops, "none", 1.0)
+        assert torch.equal(same, grace_crops.crops)
+
+
+class TestMaskBlend:
+    def test_a_dot_in_a_crop_lands_where_frame_from_crop_says(self, cli, grace_crops):
+        from swapgraph.nodes.blend import MaskBlend, MaskBlendParams
+        from swapgraph.runtime.ports import Masks
+
+        crops = grace_crops.crops.clone()
+        crops[0, :, 100, 140] = torch.tensor([0.0, 1.0, 0.0])  # a green pixel at crop (140, 100)
+        masks = torch.zeros(1, 1, 256, 256)
+        masks[..., 90:111, 130:151] = 1.0
+        node = MaskBlend("blend", MaskBlendParams(), torch.device("cpu"))
+        fc = FaceCrops(crops, grace_crops.frame_from_crop, [0], grace_crops.faces, 160, 64, grace_crops.frames)
+        out = node.process(grace_crops.frames, fc, Masks(masks, fc))["frames"].data
+        green = out[0, 1] - out[0, 0]
+        y, x = np.unravel_index(int(green.argmax()), green.shape)
+        want = grace_crops.frame_from_crop[0].numpy() @ np.array([140.0, 100.0, 1.0])
+        assert abs(x - want[0]) <= 1 and abs(y - want[1]) <= 1
+        outside = torch.ones_like(out[0, 0], dtype=torch.bool)
+        outside[int(want[1]) - 40:int(want[1]) + 40, int(want[0]) - 40:int(want[0]) + 40] = False
+        assert torch.equal(out[0][:, outside], grace_crops.frames.data[0][:, outside])
+
+
+class TestSwapNode:
+    def test_nearest_bucket(self):
+        assert nearest_bucket("side", ["frontal", "three_quarter"]) == "three_quarter"
+        assert nearest_bucket("three_quarter", ["frontal", "side"]) == "frontal"
+
+    def test_model_choice_is_held_across_frames(self, tmp_path):
+        for bucket in ("frontal", "three_quarter"):
+            save_model(tmp_path / "bank" / bucket, SwapModel("lite-64"), ModelInfo(preset="lite-64", size=64,
+                                                                                    bucket=bucket))
+        node = Swap("swap", SwapParams(model=tmp_path / "bank", hold=3), torch.device("cpu"))
+        node.open(None)
+        seq = ["frontal", "three_quarter", "frontal", "three_quarter", "three_quarter", "three_quarter", "frontal"]
+        used = [node._model_bucket(0, b) for b in seq]
+        assert used == ["frontal", "frontal", "frontal", "frontal", "frontal", "three_quarter", "three_quarter"]
+        assert node._model_bucket(1, "side") == "three_quarter"  # no side model: the nearest
+
+
+class IdentityModel(torch.nn.Module):
+    """A 'decoder that returns its input', at the crops' coverage so nothing is resampled."""
+
+    preset = SimpleNamespace(size=160)
+
+    def forward(self, x, identity):
+        return x
+
+
+def run_swap(cli, clip, model, out, *sets):
+    return cli("run", GRAPHS / "swap.json", "--set", f"plate.path={clip}", "--set", f"swap.model={model}",
+               "--set", f"out.path={out}", "--set", "faces.workers=1", "--quiet", *sets)
+
+
+@pytest.fixture(scope="module")
+def shot(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("shot") / "shot.mp4",
+                      animate_photo(packaged_photo("grace_hopper"), 16, size=(320, 320)))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model") / "m"
+    save_model(folder, SwapModel("lite-64"), ModelInfo(preset="lite-64", size=64))
+    return folder
+
+
+def test_identity_model_leaves_the_frame_unchanged(cli, shot, model_dir, tmp_path, monkeypatch):
+    real_load = swap_module.load_model
+    monkeypatch.setattr(swap_module, "load_model", lambda path, device: (IdentityModel(), real_load(path, device)[1]))
+    out = tmp_path / "same.mkv"
+    r = run_swap(cli, shot, model_dir, out, "--set", "out.codec=ffv1")
+    assert r.code == 0, r.err
+    src, _ = decode_all(shot)
+    got, _ = decode_all(out)
+    diff = np.abs(got.astype(int) - src.astype(int)).max(axis=3)
+    changed = diff > 0
+    # only the face region may differ (the paste resamples twice), and only a little
+    assert changed.mean() < 0.15
+    assert diff[changed].mean() < 4 and np.percentile(diff[changed], 99) <= 12  # levels of 255
+
+
+def test_swap_graph_runs_with_a_model(cli, shot, model_dir, tmp_path):
+    out = tmp_path / "swapped.mp4"
+    r = run_swap(cli, shot, model_dir, out, "--set", "out.preset=ultrafast")
+    assert r.code == 0, r.err
+    facts = stream_facts(out)
+    assert facts["frames"] == 16 and facts["metadata"]["synthetic_media"] == "true"
+    side = json.loads((tmp_path / "swapped.mp4.swapgraph.json").read_text())
+    assert side["stats"]["swap"]["faces_swapped"] == 16
+    src, _ = decode_all(shot)
+    got, _ = decode_all(out)
+    assert np.abs(got.astype(int) - src.astype(int)).mean() > 1  # an untrained model does change the face
+
+
+def test_a_model_with_a_pickle_fails_validation(cli, shot, model_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(model_dir, bad)
+    (bad / "weights.pt").write_bytes(b"\x80\x04K\x01.")
+    r = run_swap(cli, shot, bad, tmp_path / "o.mp4")
+    assert r.code == 2 and len(r.error_lines) == 1 and "pickle" in r.err and "node 'swap'" in r.err
