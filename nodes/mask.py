@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from swapgraph.runtime.node import Node, NodeSchema, Params, Port
+from swapgraph.runtime.node import Issue, Node, NodeSchema, Params, Port
 from swapgraph.runtime.ports import FaceCrops, Masks
 
 REGIONS_FILE = Path(__file__).with_name("mesh_regions.json")
@@ -84,27 +84,51 @@ def grow_and_feather(masks: torch.Tensor, grow: int, feather: float) -> torch.Te
     return masks.clamp(0, 1)
 
 
+def box_masks(crops: FaceCrops) -> torch.Tensor:
+    """The classic mask: the model's central coverage square, (N, 1, S, S) in {0, 1}."""
+    s, c = crops.crop_size, crops.coverage
+    pad = (s - c) // 2
+    m = torch.zeros(len(crops), 1, s, s, device=crops.crops.device)
+    m[..., pad:pad + c, pad:pad + c] = 1.0
+    return m
+
+
 class FaceMaskParams(Params):
-    mode: Literal["hull", "no_forehead"] = Field("no_forehead", description="face region: the whole oval (hull) or "
-                                                                            "from the brows down")
+    mode: Literal["hull", "no_forehead", "box", "learned"] = Field(
+        "no_forehead", description="hull: the face oval; no_forehead: from the brows down; box: the classic "
+                                   "coverage square; learned: the model's mask (link Swap's masks to 'learned')")
     grow: int = Field(-4, ge=-64, le=64, description="pixels (crop space) to grow (+) or shrink (-) the mask")
     feather: float = Field(6.0, ge=0, le=64, description="Gaussian sigma of the soft edge, crop pixels")
 
 
 class FaceMask(Node):
-    """Masks of the face in each crop, from its landmarks: a soft edge for blending.
+    """Masks of the face in each crop: a soft edge for blending.
 
-    The region (the face oval, with or without forehead) is rasterised in crop space,
-    shrunk or grown by ``grow`` pixels and feathered with a separable Gaussian.
+    The region (the face oval from the landmarks, with or without forehead; the classic
+    coverage square; or the swap model's learned mask) is taken in crop space, shrunk or
+    grown by ``grow`` pixels and feathered with a separable Gaussian.
     """
 
-    schema = NodeSchema(inputs={"crops": Port(FaceCrops, "aligned crops with their faces")},
+    schema = NodeSchema(inputs={"crops": Port(FaceCrops, "aligned crops with their faces"),
+                                "learned": Port(Masks, "a model's masks (Swap's masks), for mode learned",
+                                                required=False)},
                         outputs={"masks": Port(Masks, "(N, 1, S, S) in [0, 1]")},
                         params=FaceMaskParams, category="blend")
 
     params: FaceMaskParams
 
-    def process(self, crops: FaceCrops) -> dict[str, Any]:
+    def check(self, connected: set[str]) -> list[Issue]:
+        if (self.params.mode == "learned") != ("learned" in connected):
+            return [Issue("param 'mode'", "mode 'learned' needs the 'learned' input linked, and only it uses it",
+                          "link Swap's masks to 'learned' with mode learned, or unlink it")]
+        return []
+
+    def process(self, crops: FaceCrops, learned: Masks | None = None) -> dict[str, Any]:
         p = self.params
-        hard = face_region_masks(crops, p.mode)
+        if p.mode == "learned":
+            hard = learned.masks.to(crops.crops.device)
+        elif p.mode == "box":
+            hard = box_masks(crops)
+        else:
+            hard = face_region_masks(crops, p.mode)
         return {"masks": Masks(grow_and_feather(hard, p.grow, p.feather), crops)}

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from swapgraph.runtime.errors import NodeError
 from swapgraph.runtime.node import InputPath, Issue, Node, NodeSchema, Params, Port, RunContext
-from swapgraph.runtime.ports import BUCKETS, FaceCrops
+from swapgraph.runtime.ports import BUCKETS, FaceCrops, Masks
 
 from .align import model_input
 from .resample import resize_images
@@ -25,18 +25,26 @@ def nearest_bucket(bucket: str, available: list[str]) -> str:
     return min(available, key=lambda b: (abs(order[b] - order[bucket]), order[b]))
 
 
-def swap_crops(model: SwapModel, crops: torch.Tensor, coverage: int, identity: str) -> torch.Tensor:
+def swap_crops(model: SwapModel, crops: torch.Tensor, coverage: int, identity: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops (N, 3, S, S) in [0, 1] with their central ``coverage`` replaced by ``model``'s
-    rendering of ``identity``, resized back from the model's size."""
+    rendering of ``identity``, resized back from the model's size; and the model's mask
+    (N, 1, S, S): its learned mask channel in the coverage, or the whole coverage square
+    for a model without one."""
     size = model.preset.size
     x = model_input(crops, coverage, size)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if crops.is_cuda else torch.autocast("cpu", enabled=False)
     with torch.no_grad(), autocast:
-        y = model(x, identity)[:, :3].float()
+        y = model(x, identity).float()
     pad = (crops.shape[-1] - coverage) // 2
+    inner = (slice(None), slice(None), slice(pad, pad + coverage), slice(pad, pad + coverage))
     out = crops.clone()
-    out[..., pad:pad + coverage, pad:pad + coverage] = resize_images(y, (coverage, coverage), "bicubic")
-    return out
+    out[inner] = resize_images(y[:, :3], (coverage, coverage), "bicubic")
+    mask = torch.zeros_like(crops[:, :1])
+    if y.shape[1] == 4:
+        mask[inner] = resize_images(y[:, 3:].expand(-1, 3, -1, -1), (coverage, coverage), "bilinear")[:, :1]
+    else:
+        mask[inner] = 1.0
+    return out, mask
 
 
 class SwapParams(Params):
@@ -55,7 +63,8 @@ class Swap(Node):
     """
 
     schema = NodeSchema(inputs={"crops": Port(FaceCrops, "aligned crops of the plate")},
-                        outputs={"crops": Port(FaceCrops, "the same crops with the swapped face")},
+                        outputs={"crops": Port(FaceCrops, "the same crops with the swapped face"),
+                                 "masks": Port(Masks, "the model's learned mask (or its coverage square)")},
                         params=SwapParams, category="swap")
 
     params: SwapParams
@@ -103,20 +112,22 @@ class Swap(Node):
 
     def process(self, crops: FaceCrops) -> dict[str, Any]:
         if not len(crops):
-            return {"crops": crops}
+            return {"crops": crops, "masks": Masks(torch.zeros_like(crops.crops[:, :1]), crops)}
         identity = "b" if self.params.direction == "a_to_b" else "a"
         picks = [self._model_bucket(f.track, f.bucket) for f in crops.faces]
         out = crops.crops.clone()
+        masks = torch.zeros_like(out[:, :1])
         for bucket in set(picks):
             model, info = self.models[bucket]
             if info.coverage != crops.coverage:
                 raise NodeError(f"node {self.id!r}: the model was trained on a coverage of {info.coverage} px, the "
                                 f"crops have {crops.coverage}; set Align's coverage to {info.coverage}")
             rows = [i for i, b in enumerate(picks) if b == bucket]
-            out[rows] = swap_crops(model, crops.crops[rows], crops.coverage, identity)
+            out[rows], masks[rows] = swap_crops(model, crops.crops[rows], crops.coverage, identity)
             self.counts[f"faces_{bucket}"] += len(rows)
         self.counts["faces_swapped"] += len(picks)
-        return {"crops": replace(crops, crops=out)}
+        swapped = replace(crops, crops=out)
+        return {"crops": swapped, "masks": Masks(masks, swapped)}
 
     def stats(self) -> dict[str, Any]:
         return dict(getattr(self, "counts", {}))
