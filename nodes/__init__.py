@@ -14,9 +14,10 @@ def builtin_nodes() -> list[type]:
     from .face import DetectFaces, SmoothLandmarks
     from .faceset import WriteFaceset
     from .mask import FaceMask
+    from .report import QualityReport
     from .resample import Downscale, Resize, Upscale
     from .swap import Swap
     from .video import Decode, Encode
 
     return [Decode, Encode, Resize, DetectFaces, SmoothLandmarks, Align, Downscale, Upscale, WriteFaceset, Swap,
-            FaceMask, ColorCorrect, MaskBlend]
+            FaceMask, ColorCorrect, MaskBlend, QualityReport]

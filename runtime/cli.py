@@ -194,6 +194,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qc(args: argparse.Namespace) -> int:
+    from swapgraph.nodes.report import qc_paths, run_qc
+
+    report = run_qc(Path(args.output), Path(args.source), Path(args.out) if args.out else None, args.workers,
+                    args.frames)
+    path = qc_paths(Path(args.output), Path(args.out) if args.out else None)
+    for key, value in report["summary"].items():
+        print(f"{key:<16} {'-' if value is None else f'{value:.4f}'}")
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -276,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint-every", type=int, default=100, metavar="K", help="checkpoint every K steps")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("qc", help="measure a swapped shot against its plate")
+    sp.add_argument("output", help="the swapped video")
+    sp.add_argument("--source", required=True, help="the plate it was made from")
+    sp.add_argument("--out", help="folder for the report (default: beside the output)")
+    sp.add_argument("--frames", metavar="A-B", help="the plate's frames the output was rendered from")
+    sp.add_argument("--workers", type=int, default=0, help="face-detection processes (0: one per core)")
+    sp.set_defaults(func=cmd_qc)
 
     sp = sub.add_parser("demo", help="make a shot from a packaged photo and run the pipeline on it")
     sp.add_argument("--out", default="demo-output", help="folder for the demo's files")
