@@ -110,6 +110,10 @@ def run_in_turn(graph: Graph, frames: int, batch_size: int) -> tuple[int, dict[s
     seconds = dict.fromkeys(graph.order, 0.0)
     (source,) = [nid for nid in graph.order if isinstance(nodes[nid], Source)]  # the plate
     done = 0
+    # one torch thread, as the executor gives its stages: on a busy two-core machine torch's
+    # spinning OpenMP threads make small kernels several times slower, not faster
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         for nid in graph.order:
             nodes[nid].open(ctx)
@@ -140,6 +144,8 @@ def run_in_turn(graph: Graph, frames: int, batch_size: int) -> tuple[int, dict[s
         for node in nodes.values():
             node.abort()
         raise
+    finally:
+        torch.set_num_threads(torch_threads)
     return done, seconds
 
 
@@ -211,11 +217,13 @@ def report(clip: Path, model: Path, tmp: Path, frames: int, repeat: int) -> None
     naive = load_swap_graph(clip, model, tmp / "naive.mp4", 1)
     crf, batch = graph.nodes["out"].params.crf, graph.settings.batch_size
     print(describe(clip))
-    print(f"{frames} frames, model {model.name}, libx264 crf {crf} preset {PRESET}, {cores} CPU cores, "
-          f"torch {torch.get_num_threads()} threads (the executor sets its own during a run)")
+    print(f"{frames} frames, model {model.name}, libx264 crf {crf} preset {PRESET}, {cores} CPU cores")
     print(f"graph: batch {batch}, DetectFaces workers={graph.nodes['faces'].params.workers or cores} "
-          f"(default: one per core) and workers=1; in turn: the graph's nodes one batch of {batch} at a time "
-          "in one thread; naive: batch 1, workers=1, one thread\n")
+          "(default: one per core), and workers=1")
+    print(f"in turn: the graph's nodes one batch of {batch} at a time in one thread (each node alone), "
+          "default workers")
+    print("naive loop: one frame at a time through every node in turn in one thread, DetectFaces workers=1")
+    print("torch runs 1 intra-op thread in every variant (the executor sets that for its stages)\n")
 
     variants: dict[str, Callable[[], tuple[int, dict[str, float]]]] = {
         "plain transcode": lambda: run_transcode(clip, tmp / "plain.mp4", frames, crf),
@@ -255,6 +263,8 @@ def report(clip: Path, model: Path, tmp: Path, frames: int, repeat: int) -> None
           "  [target >= 0.85]")
     print(f"graph / slowest stage alone (its seconds alone / graph wall): "
           f"{alone.node_seconds[slowest] / g.seconds:.2f}  [target >= 0.85]")
+    print(f"streaming overlap (graph / its nodes in turn, batch {batch}): {g.fps / alone.fps:.2f}  "
+          f"[at most ~{cores}]")
     print(f"graph ({cores} workers) / naive loop (1 worker): {g.fps / best['naive loop'].fps:.2f}  "
           f"[target >= 1.5 on two cores]")
     print(f"graph (1 worker) / naive loop (1 worker): {g1.fps / best['naive loop'].fps:.2f}  [like for like]")

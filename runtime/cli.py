@@ -209,7 +209,7 @@ def cmd_qc(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.out), quiet=args.quiet)
+    run_demo(Path(args.out), quiet=args.quiet, steps=args.steps)
     return 0
 
 
@@ -299,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("demo", help="make a shot from a packaged photo and run the pipeline on it")
     sp.add_argument("--out", default="demo-output", help="folder for the demo's files")
+    sp.add_argument("--steps", type=int, default=150, help="training steps (the demo's time is mostly these)")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_demo)
     return p

@@ -114,7 +114,13 @@ def _run_preset(name: str, overrides: list[str]):
     return path, graph, Executor(graph).run()
 
 
-def run_demo(out: Path, quiet: bool = False) -> None:
+def run_demo(out: Path, quiet: bool = False, steps: int = 150) -> None:
+    """The whole mission on packaged photos: two shots, facesets, a bounded lite-64
+    training, the swapped shot with its sidecar, the loss plot, previews and QC."""
+    from swapgraph.nodes.faceset import faceset_stats
+    from swapgraph.nodes.report import qc_paths, run_qc
+    from swapgraph.nodes.training import TrainConfig, Trainer
+
     from .executor import evaluate_at
     from .images import write_png
     from .provenance import sidecar_path
@@ -122,24 +128,43 @@ def run_demo(out: Path, quiet: bool = False) -> None:
     started = time.perf_counter()
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    shot = write_clip(out / "grace_shot.mp4", animate_photo(packaged_photo("grace_hopper"), 50))
-    rescaled = out / "grace_rescaled.mp4"
-    _, _, result = _run_preset("rescale.json", [f"plate.path={shot}", f"out.path={rescaled}"])
-    faceset = out / "faceset_grace"
-    extract, graph, _ = _run_preset("extract.json", [f"plate.path={shot}", f"faceset.path={faceset}"])
-    faces_png, crops_png = out / "preview_faces.png", out / "preview_crops.png"
-    write_png(faces_png, evaluate_at(graph, "faces", 10)["faces"].preview_image(10))
-    write_png(crops_png, evaluate_at(graph, "crops", 10)["crops"].preview_image(10))
-    from swapgraph.nodes.faceset import faceset_stats
 
-    print(f"demo: {result.frames} frames through rescale.json and extract.json in "
-          f"{time.perf_counter() - started:.1f} s")
-    print(f"  source shot (animated grace_hopper.jpg): {shot}")
-    print(f"  rescaled video (tagged synthetic media): {rescaled}")
-    print(f"  its sidecar (graph hash, params, times): {sidecar_path(rescaled)}")
-    print(f"  faceset (crops + faces.jsonl):           {faceset}")
-    print(f"  preview of faces on frame 10:            {faces_png}")
-    print(f"  preview of aligned crops on frame 10:    {crops_png}")
-    print("  " + faceset_stats(faceset).splitlines()[0])
-    print("  preview any node yourself:\n"
-          f"    swapgraph preview {extract} --set plate.path={shot} --node smooth --frame 20 -o smooth.png")
+    def say(text: str) -> None:
+        if not quiet:
+            print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True)
+
+    shots = {"astronaut": write_clip(out / "shot_astronaut.mp4", animate_photo(packaged_photo("astronaut"), 60,
+                                                                                size=(384, 384))),
+             "grace": write_clip(out / "shot_grace.mp4", animate_photo(packaged_photo("grace_hopper"), 60,
+                                                                        size=(384, 384), pan=-0.06))}
+    say("made two shots by animating astronaut and grace_hopper (pan, zoom, light)")
+    facesets = {}
+    for name, shot in shots.items():
+        facesets[name] = out / f"faceset_{name}"
+        extract, graph, _ = _run_preset("extract.json", [f"plate.path={shot}", f"faceset.path={facesets[name]}"])
+        say("extracted " + faceset_stats(facesets[name]).splitlines()[0])
+    write_png(out / "preview_faces.png", evaluate_at(graph, "faces", 10)["faces"].preview_image(10))
+    write_png(out / "preview_crops.png", evaluate_at(graph, "crops", 10)["crops"].preview_image(10))
+    model = out / "model_astronaut_to_grace"
+    say(f"training lite-64 for {steps} steps (A = astronaut, the plate; B = grace)")
+    summary = Trainer(TrainConfig(a=facesets["astronaut"], b=facesets["grace"], out=model, preset="lite-64",
+                                  batch_schedule=[(0, 16)], steps=steps, val_every=25, preview_every=50,
+                                  checkpoint_every=100, quiet=True), log=say).run()
+    say(f"trained: validation {summary['val']:.4f}" + (f", plateau ~{summary['plateau']:.4f} at step "
+                                                        f"~{summary['plateau_step']}" if "plateau" in summary else ""))
+    swapped = out / "astronaut_as_grace.mp4"
+    _run_preset("swap.json", [f"plate.path={shots['astronaut']}", f"swap.model={model}", f"out.path={swapped}"])
+    say("converted the astronaut shot with graphs/swap.json")
+    report = run_qc(swapped, shots["astronaut"])
+    summary_line = ", ".join(f"{k} {v:.3f}" for k, v in report["summary"].items() if v is not None)
+    say(f"QC: {summary_line}")
+    print("\ndemo files:")
+    for label, path in (("source shots", f"{shots['astronaut']}, {shots['grace']}"),
+                        ("facesets", f"{facesets['astronaut']}, {facesets['grace']}"),
+                        ("previews of faces and crops", f"{out / 'preview_faces.png'}, {out / 'preview_crops.png'}"),
+                        ("model", model), ("loss plot", model / "loss.png"),
+                        ("training previews", model / "previews"),
+                        ("swapped shot (synthetic media)", swapped), ("its sidecar", sidecar_path(swapped)),
+                        ("QC report", f"{qc_paths(swapped, None)} (+ .png)")):
+        print(f"  {label + ':':<32} {path}")
+    print(f"took {time.perf_counter() - started:.0f} s")

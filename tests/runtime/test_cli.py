@@ -69,16 +69,24 @@ def test_runtime_failure_exits_1_and_debug_shows_the_traceback(clip, tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_from_packaged_inputs(cli, tmp_path):
-    r = cli("demo", "--out", tmp_path / "demo")
+    # the whole demo, with a shorter training than its default 150 steps to spare CI a minute
+    r = cli("demo", "--out", tmp_path / "demo", "--steps", "60")
     assert r.code == 0, r.err
-    out = tmp_path / "demo" / "grace_rescaled.mp4"
-    assert f"{out}" in r.out
-    facts = stream_facts(out)
-    assert facts["frames"] == 50 and facts["metadata"]["synthetic_media"] == "true"
-    assert (tmp_path / "demo" / "grace_rescaled.mp4.swapgraph.json").exists()
-    faces = (tmp_path / "demo" / "faceset_grace" / "faces.jsonl").read_text().splitlines()
-    assert len(faces) == 50 and "1 track(s)" in r.out
-    assert (tmp_path / "demo" / "preview_faces.png").exists() and (tmp_path / "demo" / "preview_crops.png").exists()
+    demo = tmp_path / "demo"
+    swapped = demo / "astronaut_as_grace.mp4"
+    assert str(swapped) in r.out
+    facts = stream_facts(swapped)
+    assert facts["frames"] == 60 and facts["metadata"]["synthetic_media"] == "true"
+    assert json.loads((demo / "astronaut_as_grace.mp4.swapgraph.json").read_text())["stats"]["swap"][
+        "faces_swapped"] == 60
+    for name in ("astronaut", "grace"):
+        assert len((demo / f"faceset_{name}" / "faces.jsonl").read_text().splitlines()) == 60
+    model = demo / "model_astronaut_to_grace"
+    assert json.loads((model / "model.json").read_text())["training"]["steps"] == 60
+    assert (model / "loss.png").exists() and (model / "previews" / "step_0000050.png").exists()
+    report = json.loads((demo / "astronaut_as_grace.mp4.qc.json").read_text())
+    assert report["summary"]["coverage"] == 1.0
+    assert (demo / "preview_faces.png").exists() and (demo / "preview_crops.png").exists()
 
 
 def _run_on_a_terminal(*args) -> str:
