@@ -233,14 +233,16 @@ def report(clip: Path, model: Path, tmp: Path, frames: int, repeat: int) -> None
         "naive loop": lambda: run_in_turn(naive, frames, 1),
     }
     best: dict[str, Timing] = {}
-    print(f"{'run':<22}{'frames':>8}{'seconds':>9}{'frames/s':>10}{'cpu s':>8}")
+    print(f"{'run':<22}{'frames':>8}{'seconds':>9}{'frames/s':>10}{'cpu s':>8}{'cores':>7}")
     for i in range(repeat):
         for name, fn in variants.items():
             t = timed(fn)
             if name not in best or t.fps > best[name].fps:
                 best[name] = t
-            print(f"{name + f' #{i + 1}':<22}{t.frames:>8}{t.seconds:>9.2f}{t.fps:>10.1f}{t.cpu:>8.2f}")
-    print("(seconds: wall time, opening the nodes included; cpu s: this process and the DetectFaces workers)\n")
+            print(f"{name + f' #{i + 1}':<22}{t.frames:>8}{t.seconds:>9.2f}{t.fps:>10.1f}{t.cpu:>8.2f}"
+                  f"{t.cpu / t.seconds:>7.2f}")
+    print("(seconds: wall time, opening the nodes included; cpu s: this process and the DetectFaces workers; "
+          "cores: cpu s / seconds)\n")
 
     staged = [name for name in variants if best[name].node_seconds]
     print("node seconds (best run of each; streaming runs overlap, so their nodes' times add up to more than "

@@ -10,7 +10,7 @@ from __future__ import annotations
 def builtin_nodes() -> list[type]:
     from .align import Align
     from .blend import MaskBlend
-    from .color import ColorCorrect
+    from .color import ColorCorrect, MatchDetail
     from .face import DetectFaces, SmoothLandmarks
     from .faceset import WriteFaceset
     from .mask import FaceMask
@@ -20,4 +20,4 @@ def builtin_nodes() -> list[type]:
     from .video import Decode, Encode
 
     return [Decode, Encode, Resize, DetectFaces, SmoothLandmarks, Align, Downscale, Upscale, WriteFaceset, Swap,
-            FaceMask, ColorCorrect, MaskBlend, QualityReport]
+            FaceMask, ColorCorrect, MatchDetail, MaskBlend, QualityReport]

@@ -17,7 +17,7 @@ from swapgraph.nodes.mask import crop_landmarks, polygon_masks, regions
 from swapgraph.nodes.swap import Swap, SwapParams, nearest_bucket
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
 from swapgraph.runtime.images import rgb_to_tensor
-from swapgraph.runtime.ports import Face, FaceCrops, Frames, VideoInfo
+from swapgraph.runtime.ports import FaceCrops, Frames, VideoInfo
 
 from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, stream_facts, write_clip
 

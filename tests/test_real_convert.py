@@ -1,0 +1,47 @@
+"""Real tier, conversion: graphs/swap.json against graphs/classic.json on a shared pair."""
+
+from __future__ import annotations
+
+import pytest
+
+from swapgraph.nodes.report import run_qc
+from swapgraph.nodes.training import TrainConfig, Trainer
+
+from helpers import GRAPHS, SHARED_CLIPS
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def d18_to_d19(tmp_path_factory):
+    """A lite-64 model trained briefly on d18 (A) and d19 (B) facesets."""
+    from swapgraph.runtime.cli import main
+
+    root = tmp_path_factory.mktemp("d18_d19")
+    sets = {}
+    for name in ("d18", "d19"):
+        sets[name] = root / name
+        assert main(["run", str(GRAPHS / "extract.json"), "--set", f"plate.path={SHARED_CLIPS / f'{name}.mp4'}",
+                     "--set", f"faceset.path={sets[name]}", "--frames", "0-149", "--quiet"]) == 0
+    model = root / "model"
+    Trainer(TrainConfig(a=sets["d18"], b=sets["d19"], out=model, preset="lite-64", device="cpu",
+                        batch_schedule=[(0, 16)], steps=120, val_every=40, preview_every=1000,
+                        checkpoint_every=1000, quiet=True)).run()
+    return model
+
+
+def test_swap_graph_beats_the_classic_recipe(cli, d18_to_d19, tmp_path):
+    plate = SHARED_CLIPS / "d18.mp4"
+    summaries = {}
+    for graph in ("swap", "classic"):
+        out = tmp_path / f"{graph}.mp4"
+        r = cli("run", GRAPHS / f"{graph}.json", "--set", f"plate.path={plate}", "--set", f"swap.model={d18_to_d19}",
+                "--set", f"out.path={out}", "--set", "out.preset=veryfast", "--frames", "0-59", "--quiet")
+        assert r.code == 0, r.err
+        summaries[graph] = run_qc(out, plate, frames="0-59")["summary"]
+    ours, classic = summaries["swap"], summaries["classic"]
+    print(summaries)
+    assert ours["coverage"] == classic["coverage"] == 1.0
+    assert ours["color_delta_e"] < classic["color_delta_e"]
+    assert ours["seam_energy"] < classic["seam_energy"]
+    assert abs(1 - ours["sharpness_ratio"]) < abs(1 - classic["sharpness_ratio"])
