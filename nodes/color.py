@@ -43,19 +43,16 @@ def _masked_stats(lab: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return mean, var.sqrt().clamp_min(1e-3)
 
 
-def transfer_lab_stats(source: torch.Tensor, reference: torch.Tensor, measure: torch.Tensor) -> torch.Tensor:
-    """``source`` (N, 3, S, S) RGB [0, 1] with the Lab mean and deviation of ``reference``,
-    both measured where ``measure`` (N, 1, S, S) is 1. Returns the corrected Lab image."""
-    src, ref = kornia.color.rgb_to_lab(source), kornia.color.rgb_to_lab(reference)
+def transfer_lab_stats(src: torch.Tensor, ref: torch.Tensor, measure: torch.Tensor) -> torch.Tensor:
+    """Lab crops ``src`` (N, 3, S, S) with the mean and deviation of Lab crops ``ref``, both
+    measured where ``measure`` (N, 1, S, S) is 1. Returns the corrected Lab image."""
     ms, ss = _masked_stats(src, measure)
     mr, sr = _masked_stats(ref, measure)
     return (src - ms) / ss * sr + mr
 
 
-def transfer_histogram(source: torch.Tensor, reference: torch.Tensor, measure: torch.Tensor,
-                       levels: int = 64) -> torch.Tensor:
-    """Histogram matching per Lab channel, quantiles measured where ``measure`` is 1."""
-    src, ref = kornia.color.rgb_to_lab(source), kornia.color.rgb_to_lab(reference)
+def transfer_histogram(src: torch.Tensor, ref: torch.Tensor, measure: torch.Tensor, levels: int = 64) -> torch.Tensor:
+    """Histogram matching per channel of Lab crops, quantiles measured where ``measure`` is 1."""
     out = src.clone()
     q = torch.linspace(0, 1, levels, device=src.device)
     for n in range(src.shape[0]):
@@ -78,17 +75,17 @@ def correct_colour(source: torch.Tensor, reference: torch.Tensor, crops: FaceCro
     """Colour-corrected ``source`` crops (N, 3, S, S) in [0, 1]; see the module docstring."""
     if method == "none" or strength == 0 or not len(crops):
         return source
+    src_lab, ref_lab = kornia.color.rgb_to_lab(source), kornia.color.rgb_to_lab(reference)
     if method == "whole-crop":
         everywhere = torch.ones_like(source[:, :1])
-        lab = transfer_lab_stats(source, reference, everywhere)
+        lab = transfer_lab_stats(src_lab, ref_lab, everywhere)
         weight = everywhere
     else:
         skin, feats = skin_masks(crops)
         fn = transfer_lab_stats if method == "lab-stats" else transfer_histogram
-        lab = fn(source, reference, skin)
+        lab = fn(src_lab, ref_lab, skin)
         # fade in over the skin, and exactly nothing on eyes, brows and lips
         weight = grow_and_feather(skin, -2, 2.0) * (1 - feats)
-    src_lab = kornia.color.rgb_to_lab(source)
     mixed = src_lab + (lab - src_lab) * (weight * strength)
     out = kornia.color.lab_to_rgb(mixed).clamp(0, 1)
     return torch.where(weight > 0, out, source)  # untouched pixels stay bit-identical

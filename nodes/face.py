@@ -320,7 +320,8 @@ class DetectFacesParams(Params):
         "auto", description="BlazeFace model: full range (faces up to ~5 m away), short range (within ~2 m), or "
                             "auto: full range, then short range on frames where it finds nothing (close-ups)")
     detect_size: int = Field(480, ge=128, le=4096, description="frames are downscaled to this long side to find faces")
-    workers: int = Field(0, ge=0, le=256, description="worker processes; 0 = one per CPU core, 1 = in this process")
+    workers: int = Field(0, ge=0, le=256, description="worker processes; 0 = the CPU cores less two (at least one), "
+                                                      "1 = in this process")
     max_missing: int = Field(15, ge=0, le=1000, description="frames a track survives without its face")
     frontal_max_yaw: float = Field(20, gt=0, lt=90, description="|yaw| below this is frontal (degrees)")
     side_min_yaw: float = Field(55, gt=0, le=90, description="|yaw| from this is side (degrees)")
@@ -356,7 +357,9 @@ class DetectFaces(Node):
         if p.side_min_yaw <= p.frontal_max_yaw:
             raise NodeError(f"node {self.id!r}: side_min_yaw ({p.side_min_yaw}) must exceed frontal_max_yaw "
                             f"({p.frontal_max_yaw}); fix the thresholds")
-        workers = p.workers or (os.cpu_count() or 1)
+        # auto: the cores less two for the other stages (decode, encode, the GPU's feeder);
+        # on a small machine that is one, in this process, which beats a pool there
+        workers = p.workers or max(1, (os.cpu_count() or 1) - 2)
         self.analyzer = FaceAnalyzer(workers, p.detector, p.min_confidence, p.detect_size)
         self.tracker = FaceTracker(max_missing=p.max_missing)
         self.buckets = BucketTracker(BucketRule(p.frontal_max_yaw, p.side_min_yaw, p.bucket_margin))

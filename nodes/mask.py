@@ -35,11 +35,11 @@ def crop_landmarks(crops: FaceCrops) -> np.ndarray:
     """Each crop's face landmarks in crop pixels: (N, 478, 2) float64."""
     if not len(crops):
         return np.zeros((0, 478, 2))
-    m = crops.frame_from_crop.detach().cpu().numpy()
-    lin, t = m[:, :, :2], m[:, :, 2]
-    inv = np.linalg.inv(lin)
+    from .align import invert_affine  # closed form: a LAPACK call would wake a spinning BLAS thread
+
+    m = invert_affine(crops.frame_from_crop.detach().cpu().to(torch.float64)).numpy()
     pts = np.stack([f.landmarks[:, :2] for f in crops.faces]).astype(np.float64)
-    return np.einsum("nij,nkj->nki", inv, pts - t[:, None, :])
+    return np.einsum("nij,nkj->nki", m[:, :, :2], pts) + m[:, None, :, 2]
 
 
 def polygon_masks(points: np.ndarray, index_sets: list[list[int]], size: int) -> np.ndarray:
