@@ -163,3 +163,22 @@ def test_a_model_with_a_pickle_fails_validation(cli, shot, model_dir, tmp_path):
     (bad / "weights.pt").write_bytes(b"\x80\x04K\x01.")
     r = run_swap(cli, shot, bad, tmp_path / "o.mp4")
     assert r.code == 2 and len(r.error_lines) == 1 and "pickle" in r.err and "node 'swap'" in r.err
+
+
+def test_seamless_blend_changes_only_the_face(grace_crops):
+    from swapgraph.nodes.blend import MaskBlend, MaskBlendParams
+    from swapgraph.nodes.mask import face_region_masks
+    from swapgraph.runtime.ports import Masks
+
+    swapped = (grace_crops.crops * torch.tensor([1.0, 0.85, 0.85])[None, :, None, None]).clamp(0, 1)
+    fc = FaceCrops(swapped, grace_crops.frame_from_crop, [0], grace_crops.faces, 160, 64, grace_crops.frames)
+    masks = Masks(face_region_masks(fc, "no_forehead"), fc)
+    node = MaskBlend("blend", MaskBlendParams(mode="seamless"), torch.device("cpu"))
+    out = node.process(grace_crops.frames, fc, masks)["frames"].data
+    plate = grace_crops.frames.data
+    x0, y0, x1, y1 = (int(v) for v in grace_crops.faces[0].box)
+    inside = (out - plate)[0, :, (y0 + y1) // 2 - 20:(y0 + y1) // 2 + 20, (x0 + x1) // 2 - 20:(x0 + x1) // 2 + 20]
+    assert inside.abs().mean() > 0.01  # the face changed
+    far = torch.ones(plate.shape[-2:], dtype=torch.bool)
+    far[max(0, y0 - 40):y1 + 40, max(0, x0 - 40):x1 + 40] = False
+    assert (out - plate)[0][:, far].abs().max() <= 1 / 255 + 1e-6  # the plate away from it did not
