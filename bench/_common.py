@@ -23,3 +23,38 @@ def default_clip(tmp: Path) -> Path:
         return SHARED_CLIP
     print(f"{SHARED_CLIP} not found; using a clip made from the packaged grace_hopper photo")
     return write_clip(tmp / "grace.mp4", animate_photo(packaged_photo("grace_hopper"), 150))
+
+
+def plain_transcode(clip: Path, out: Path, preset: str, crf: int, frames: int | None = None) -> int:
+    """The baseline every graph is measured against, in plain PyAV: decode, round-trip through
+    an rgb24 array, encode with libx264 (``crf``, ``preset``), remux the audio; stops after
+    ``frames`` frames when given. Returns the frames written."""
+    import av
+
+    done = 0
+    with av.open(str(clip)) as inp, av.open(str(out), "w") as dst:
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"  # Decode threads its decoder too; a fair baseline does the same
+        vout = dst.add_stream("libx264", rate=vin.average_rate)
+        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+        vout.pix_fmt = "yuv420p"
+        vout.time_base = vin.time_base
+        vout.codec_context.options = {"crf": str(crf), "preset": preset}
+        audio = {s.index: dst.add_stream_from_template(s) for s in inp.streams.audio}
+        for packet in inp.demux(vin, *inp.streams.audio):
+            if done == frames:
+                break
+            if packet.stream.index in audio:
+                if packet.dts is not None:  # the demuxer's end-of-stream packet carries nothing
+                    packet.stream = audio[packet.stream.index]
+                    dst.mux(packet)
+                continue
+            for frame in packet.decode():
+                if done == frames:
+                    break
+                new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                new.pts, new.time_base = frame.pts, frame.time_base
+                dst.mux(vout.encode(new))
+                done += 1
+        dst.mux(vout.encode(None))
+    return done

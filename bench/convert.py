@@ -46,7 +46,7 @@ from swapgraph.runtime.node import RunContext, Source
 from swapgraph.runtime.ports import move
 from swapgraph.runtime.registry import default_registry
 
-from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip
+from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip, plain_transcode
 from faces import native_stderr_silenced
 
 GRAPH = REPO / "graphs" / "swap.json"
@@ -148,37 +148,6 @@ def run_in_turn(graph: Graph, frames: int, batch_size: int) -> tuple[int, dict[s
     return done, seconds
 
 
-def run_transcode(clip: Path, out: Path, frames: int, crf: int) -> tuple[int, dict[str, float]]:
-    """Plain PyAV: decode, round-trip through rgb24, encode the first ``frames`` frames, remux their audio."""
-    done = 0
-    with av.open(str(clip)) as inp, av.open(str(out), "w") as dst:
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"  # Decode threads its decoder too; a fair baseline does the same
-        vout = dst.add_stream("libx264", rate=vin.average_rate)
-        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
-        vout.pix_fmt = "yuv420p"
-        vout.time_base = vin.time_base
-        vout.codec_context.options = {"crf": str(crf), "preset": PRESET}
-        audio = {s.index: dst.add_stream_from_template(s) for s in inp.streams.audio}
-        for packet in inp.demux(vin, *inp.streams.audio):
-            if done == frames:
-                break
-            if packet.stream.index in audio:
-                if packet.dts is not None:  # the demuxer's end-of-stream packet carries nothing
-                    packet.stream = audio[packet.stream.index]
-                    dst.mux(packet)
-                continue
-            for frame in packet.decode():
-                if done == frames:
-                    break
-                new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-                new.pts, new.time_base = frame.pts, frame.time_base
-                dst.mux(vout.encode(new))
-                done += 1
-        dst.mux(vout.encode(None))
-    return done, {}
-
-
 def describe(clip: Path) -> str:
     with av.open(str(clip)) as c:
         v = c.streams.video[0]
@@ -225,7 +194,7 @@ def report(clip: Path, model: Path, tmp: Path, frames: int, repeat: int) -> None
     print("torch runs 1 intra-op thread in every variant (the executor sets that for its stages)\n")
 
     variants: dict[str, Callable[[], tuple[int, dict[str, float]]]] = {
-        "plain transcode": lambda: run_transcode(clip, tmp / "plain.mp4", frames, crf),
+        "plain transcode": lambda: (plain_transcode(clip, tmp / "plain.mp4", PRESET, crf, frames), {}),
         "graph": lambda: run_graph(graph, frames),
         "graph, 1 worker": lambda: run_graph(one, frames),
         f"in turn, batch {batch}": lambda: run_in_turn(turn, frames, batch),

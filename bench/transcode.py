@@ -28,7 +28,7 @@ from swapgraph.runtime.executor import Executor
 from swapgraph.runtime.graph import load_graph_document, validate_graph
 from swapgraph.runtime.registry import default_registry
 
-from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip
+from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip, plain_transcode
 
 GRAPH = REPO / "graphs" / "transcode.json"
 LONG_FACTOR = 10
@@ -41,34 +41,6 @@ def run_graph(clip: Path, out: Path, preset: str, crf: int) -> int:
                            overrides=[f"plate.path={clip}", f"out.path={out}", "out.codec=libx264",
                                       f"out.crf={crf}", f"out.preset={preset}"])
     return Executor(graph).run().frames
-
-
-def run_plain(clip: Path, out: Path, preset: str, crf: int) -> int:
-    """The same work in plain PyAV: decode, round-trip through rgb24, encode, remux audio; frames written."""
-    with av.open(str(clip)) as inp, av.open(str(out), "w") as dst:
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"  # Decode threads its decoder too; a fair baseline does the same
-        vout = dst.add_stream("libx264", rate=vin.average_rate)
-        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
-        vout.pix_fmt = "yuv420p"
-        vout.time_base = vin.time_base
-        vout.codec_context.options = {"crf": str(crf), "preset": preset}
-        audio = {s.index: dst.add_stream_from_template(s) for s in inp.streams.audio}
-        frames = 0
-        for packet in inp.demux(vin, *inp.streams.audio):
-            if packet.stream.index in audio:
-                if packet.dts is not None:  # the demuxer's end-of-stream packet carries nothing
-                    packet.stream = audio[packet.stream.index]
-                    dst.mux(packet)
-                continue
-            for frame in packet.decode():
-                rgb = frame.to_ndarray(format="rgb24")
-                new = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                new.pts, new.time_base = frame.pts, frame.time_base
-                dst.mux(vout.encode(new))
-                frames += 1
-        dst.mux(vout.encode(None))
-    return frames
 
 
 def make_long_clip(clip: Path, out: Path, times: int) -> int:
@@ -158,7 +130,7 @@ def main() -> None:
 
         # CPU time (all threads) is less swayed than wall time by other load on a shared machine
         print(f"{'run':<16}{'frames':>8}{'seconds':>10}{'frames/s':>10}{'cpu s':>8}")
-        variants = {"plain PyAV": run_plain, "graph": run_graph}
+        variants = {"plain PyAV": plain_transcode, "graph": run_graph}
         best = {name: 0.0 for name in variants}
         best_cpu = {name: float("inf") for name in variants}
         for i in range(args.repeat):
