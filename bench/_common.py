@@ -25,6 +25,17 @@ def default_clip(tmp: Path) -> Path:
     return write_clip(tmp / "grace.mp4", animate_photo(packaged_photo("grace_hopper"), 150))
 
 
+def describe(clip: Path) -> str:
+    """One line about a clip: size, frames, rate, audio."""
+    import av
+
+    with av.open(str(clip)) as c:
+        v = c.streams.video[0]
+        audio = ", ".join(s.codec_context.name for s in c.streams.audio) or "none"
+        return (f"{clip.name}: {v.codec_context.width}x{v.codec_context.height}, {v.frames} frames "
+                f"@ {float(v.average_rate):.3g} fps, audio {audio}")
+
+
 def plain_transcode(clip: Path, out: Path, preset: str, crf: int, frames: int | None = None) -> int:
     """The baseline every graph is measured against, in plain PyAV: decode, round-trip through
     an rgb24 array, encode with libx264 (``crf``, ``preset``), remux the audio; stops after

@@ -36,17 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import av
 import torch
 
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, bank_models, read_info, save_model
-from swapgraph.runtime.executor import Executor, resolve_device
+from swapgraph.runtime.executor import Executor, resolve_device, torch_threads_shared_by
 from swapgraph.runtime.graph import Graph, load_graph_document, validate_graph
 from swapgraph.runtime.node import RunContext, Source
 from swapgraph.runtime.ports import move
 from swapgraph.runtime.registry import default_registry
 
-from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip, plain_transcode
+from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip, describe, plain_transcode
 from faces import native_stderr_silenced
 
 GRAPH = REPO / "graphs" / "swap.json"
@@ -109,51 +108,40 @@ def run_in_turn(graph: Graph, frames: int, batch_size: int) -> tuple[int, dict[s
     seconds = dict.fromkeys(graph.order, 0.0)
     (source,) = [nid for nid in graph.order if isinstance(nodes[nid], Source)]  # the plate
     done = 0
-    # one torch thread, as the executor gives its stages: on a busy two-core machine torch's
-    # spinning OpenMP threads make small kernels several times slower, not faster
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for nid in graph.order:
-            nodes[nid].open(ctx)
-        batches = iter(nodes[source].batches(ctx))
-        while True:
-            t0 = time.perf_counter()
-            values: dict[str, Any] = {source: next(batches, None)}
-            seconds[source] += time.perf_counter() - t0
-            if values[source] is None:
-                break
+    # torch gets the threads the executor gives each stage of this graph: on a busy two-core
+    # machine torch's spinning OpenMP threads make small kernels several times slower
+    with torch_threads_shared_by(len(graph.order)):
+        try:
             for nid in graph.order:
-                if nid == source:
-                    continue
-                node = nodes[nid]
-                inputs = {port: move(values[src][sport], node.device)
-                          for port, (src, sport) in graph.nodes[nid].inputs.items()}
+                nodes[nid].open(ctx)
+            batches = iter(nodes[source].batches(ctx))
+            while True:
                 t0 = time.perf_counter()
-                values[nid] = node.process(**inputs)
+                values: dict[str, Any] = {source: next(batches, None)}
+                seconds[source] += time.perf_counter() - t0
+                if values[source] is None:
+                    break
+                for nid in graph.order:
+                    if nid == source:
+                        continue
+                    node = nodes[nid]
+                    inputs = {port: move(values[src][sport], node.device)
+                              for port, (src, sport) in graph.nodes[nid].inputs.items()}
+                    t0 = time.perf_counter()
+                    values[nid] = node.process(**inputs)
+                    seconds[nid] += time.perf_counter() - t0
+                done += len(values[source]["frames"])
+            for nid in graph.order:
+                t0 = time.perf_counter()
+                nodes[nid].finish()
                 seconds[nid] += time.perf_counter() - t0
-            done += len(values[source]["frames"])
-        for nid in graph.order:
-            t0 = time.perf_counter()
-            nodes[nid].finish()
-            seconds[nid] += time.perf_counter() - t0
-        for nid in graph.order:
-            nodes[nid].commit(ctx)
-    except BaseException:
-        for node in nodes.values():
-            node.abort()
-        raise
-    finally:
-        torch.set_num_threads(torch_threads)
+            for nid in graph.order:
+                nodes[nid].commit(ctx)
+        except BaseException:
+            for node in nodes.values():
+                node.abort()
+            raise
     return done, seconds
-
-
-def describe(clip: Path) -> str:
-    with av.open(str(clip)) as c:
-        v = c.streams.video[0]
-        audio = ", ".join(s.codec_context.name for s in c.streams.audio) or "none"
-        return (f"{clip.name}: {v.codec_context.width}x{v.codec_context.height}, {v.frames} frames "
-                f"@ {float(v.average_rate):.3g} fps, audio {audio}")
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from swapgraph.runtime.executor import Executor
 from swapgraph.runtime.graph import load_graph_document, validate_graph
 from swapgraph.runtime.registry import default_registry
 
-from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip, plain_transcode
+from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip, describe, plain_transcode
 
 GRAPH = REPO / "graphs" / "transcode.json"
 LONG_FACTOR = 10
@@ -99,14 +99,6 @@ def measure_peak(clip: Path, out: Path, preset: str, crf: int) -> tuple[int, flo
                            preset, str(crf)], check=True, capture_output=True, text=True)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return report["frames"], report["base_kib"] / 1024, report["peak_kib"] / 1024
-
-
-def describe(clip: Path) -> str:
-    with av.open(str(clip)) as c:
-        v = c.streams.video[0]
-        audio = ", ".join(s.codec_context.name for s in c.streams.audio) or "none"
-        return (f"{clip.name}: {v.codec_context.width}x{v.codec_context.height}, {v.frames} frames "
-                f"@ {float(v.average_rate):.3g} fps, audio {audio}")
 
 
 def main() -> None:

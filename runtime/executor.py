@@ -14,6 +14,7 @@ moves tensors where a link crosses devices, times nodes, and decides between ``c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
@@ -21,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -60,6 +61,21 @@ class _Channel:
                 return self._q.get(timeout=0.05)
             except queue.Empty:
                 continue
+
+
+@contextlib.contextmanager
+def torch_threads_shared_by(stages: int) -> Iterator[None]:
+    """Give torch ``cores / stages`` intra-op threads (at least one) for the duration.
+
+    Every stage is a thread that can keep a core busy; torch's own idle intra-op threads
+    would spin-wait on the same cores between kernels, so CPU stages share the cores.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, stages)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(requested: str, node_setting: str | None, supported: tuple[str, ...]) -> torch.device:
@@ -169,28 +185,22 @@ class Executor:
 
         threads = [threading.Thread(target=stage, args=(nid,), name=f"swapgraph:{nid}", daemon=True)
                    for nid in g.order]
-        # Every stage is a thread that can keep a core busy; torch's own intra-op threads
-        # would spin-wait on the same cores between kernels, so CPU stages share the cores.
-        cpu_stages = sum(1 for n in self.nodes.values() if n.device.type == "cpu")
-        torch_threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, cpu_stages)))
         leaves = [nid for nid in g.order if g.dag.out_degree(nid) == 0]
         cancelled = False
-        try:
-            for t in threads:
-                t.start()
-            while any(t.is_alive() for t in threads):
+        with torch_threads_shared_by(sum(1 for n in self.nodes.values() if n.device.type == "cpu")):
+            try:
                 for t in threads:
-                    t.join(timeout=0.1)
-                    if self.on_progress:
-                        self.on_progress(min(self.node_frames[n] for n in leaves), total)
-        except KeyboardInterrupt:
-            cancelled = True
-            stop.set()
-            for t in threads:
-                t.join()
-        finally:
-            torch.set_num_threads(torch_threads)
+                    t.start()
+                while any(t.is_alive() for t in threads):
+                    for t in threads:
+                        t.join(timeout=0.1)
+                        if self.on_progress:
+                            self.on_progress(min(self.node_frames[n] for n in leaves), total)
+            except KeyboardInterrupt:
+                cancelled = True
+                stop.set()
+                for t in threads:
+                    t.join()
         if self.on_progress:
             self.on_progress(min(self.node_frames[n] for n in leaves), total)
 
