@@ -78,7 +78,8 @@ class NodeSchema:
     params: type[Params] = NoParams
     devices: tuple[Device, ...] = ("cpu", "cuda")
     category: str = "misc"
-    #: earlier frames the node must see before the first frame it outputs (stateful nodes)
+    #: earlier frames the node must see before the first frame it outputs (stateful nodes);
+    #: a node whose pre-roll depends on its params overrides :meth:`Node.preroll`
     preroll: int = 0
 
 
@@ -98,8 +99,14 @@ class Issue:
 class RunContext:
     """What a run tells its nodes: the frame range, batch size, graph identity, cancel flag."""
 
+    #: the frames the run's sinks write (A, B inclusive; B None = to the end); None = the sources' own
     frame_range: tuple[int, int | None] | None = None
     batch_size: int = 8
+    #: frames before the first output frame that sources must also emit, so that stateful
+    #: nodes are warmed up (the graph's longest pre-roll path; see ``Graph.preroll``)
+    preroll: int = 0
+    #: CPU cores this run may use for its own worker pools (a farm worker gets its share)
+    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
     graph_hash: str = ""
     graph_name: str = ""
     graph_path: Path | None = None
@@ -121,6 +128,22 @@ class Node:
         self.id = node_id
         self.params = params
         self.device = device
+
+    # --- what the scheduler must know ----------------------------------------------
+    @classmethod
+    def preroll(cls, params: Params) -> int:
+        """Earlier frames this node must see to output frame n exactly as a whole run would.
+
+        The contract of a stateful node: its output for frame n depends only on its inputs
+        for frames n - preroll .. n, so a run that starts ``preroll`` frames early leaves
+        no trace of where it started (chunks on a farm join seamlessly).
+        """
+        return cls.schema.preroll
+
+    def range_issues(self) -> list[Issue]:
+        """Why this node's output would depend on where a run starts (for ``render``):
+        a state its pre-roll cannot rebuild, such as a scale measured on the first frames."""
+        return []
 
     # --- checks before any work -------------------------------------------------
     def check(self, connected: set[str]) -> list[Issue]:
