@@ -127,6 +127,13 @@ class Downscale(Node):
 
     params: DownscaleParams
 
+    def range_issues(self) -> list[Issue]:
+        if self.params.per_shot and self.params.scale is None:
+            return [Issue("param 'scale'", "the per-shot scale is measured on the first frames a run decodes, so "
+                          "chunks would each measure their own", "run the shot once (swapgraph run prints the "
+                          f"measured scale) and give it: --set {self.id}.scale=S")]
+        return []
+
     def open(self, ctx) -> None:
         self.shot_scale: float | None = self.params.scale
 

@@ -150,7 +150,10 @@ def read_video(index: VideoIndex, start: int, stop: int, batch_size: int,
     """Decode frames ``start..stop`` (inclusive) in batches of (rgb arrays, index, pts, durations).
 
     Seeks to the keyframe at or before ``start`` and decodes from there with frame and
-    slice threading; frame numbers come from the pts index, so they are exact.
+    slice threading; frame numbers come from the pts index, so they are exact. Batches
+    end at multiples of ``batch_size`` in frame numbers (frames 0-7, 8-15, ... for 8), so
+    a frame is batched with the same neighbours whatever range is read: batched models
+    then compute it bit for bit alike in a whole run and in a chunk.
     """
     info = index.info
     number = {p: i for i, p in enumerate(index.pts)}
@@ -179,7 +182,7 @@ def read_video(index: VideoIndex, start: int, stop: int, batch_size: int,
                     batch[1].append(i)
                     batch[2].append(index.pts[i])
                     batch[3].append(index.durations[i])
-                    if len(batch[0]) == batch_size:
+                    if (i + 1) % batch_size == 0:
                         yield batch
                         batch = ([], [], [], [])
             except av.FFmpegError as exc:
@@ -227,7 +230,8 @@ class Decode(Source):
             return [Issue("param 'path'", str(exc))]
         return []
 
-    def _range(self, ctx: RunContext) -> tuple[int, int]:
+    def output_range(self, ctx: RunContext) -> tuple[int, int]:
+        """The frames the run's sinks get: ``--frames``, else the ``frames`` param, else all."""
         index = probe_video(self.params.path)
         n = len(index.pts)
         wanted = ctx.frame_range or (parse_frame_range(self.params.frames) if self.params.frames else (0, None))
@@ -238,19 +242,29 @@ class Decode(Source):
                              f"{self.params.path} ({n} frames, 0-{n - 1}); choose a range inside it")
         return start, min(end, n - 1)
 
+    def decode_range(self, ctx: RunContext) -> tuple[int, int]:
+        """The output range widened for exactness: ``ctx.preroll`` frames earlier for the
+        stateful nodes, both ends out to whole batches (see ``read_video``)."""
+        start, stop = self.output_range(ctx)
+        bs = ctx.batch_size
+        first = max(0, start - ctx.preroll) // bs * bs
+        last = min(len(probe_video(self.params.path).pts) - 1, (stop // bs + 1) * bs - 1)
+        return first, last
+
     def open(self, ctx: RunContext) -> None:
         self.index = probe_video(self.params.path)
-        self.start, self.stop = self._range(ctx)
+        self.out_start, self.out_stop = self.output_range(ctx)
+        self.start, self.stop = self.decode_range(ctx)
 
     def frame_count(self, ctx: RunContext) -> int | None:
-        start, stop = self._range(ctx)
+        start, stop = self.output_range(ctx)
         return stop - start + 1
 
     def batches(self, ctx: RunContext) -> Iterator[dict[str, Any]]:
         index = self.index
-        end_pts = index.pts[self.stop] + index.durations[self.stop]
+        end_pts = index.pts[self.out_stop] + index.durations[self.out_stop]
         audio = Audio(source=index.info.source, streams=list(index.audio),
-                      start=index.seconds(index.pts[self.start]), end=index.seconds(end_pts))
+                      start=index.seconds(index.pts[self.out_start]), end=index.seconds(end_pts))
         for arrays, numbers, pts, durations in read_video(index, self.start, self.stop, ctx.batch_size,
                                                           self.params.threads):
             stacked = np.stack(arrays)

@@ -32,6 +32,7 @@ from .node import Node, RunContext, Sink, Source
 from .ports import Frames, PortType, move
 
 _END = object()
+_SKIP = object()  # a batch wholly outside what a node needs: passed on so stages stay in step
 
 
 class _Stopped(Exception):
@@ -64,14 +65,15 @@ class _Channel:
 
 
 @contextlib.contextmanager
-def torch_threads_shared_by(stages: int) -> Iterator[None]:
+def torch_threads_shared_by(stages: int, cores: int | None = None) -> Iterator[None]:
     """Give torch ``cores / stages`` intra-op threads (at least one) for the duration.
 
     Every stage is a thread that can keep a core busy; torch's own idle intra-op threads
-    would spin-wait on the same cores between kernels, so CPU stages share the cores.
+    would spin-wait on the same cores between kernels, so CPU stages share the cores
+    (``cores``: this run's share of the machine, all of it by default).
     """
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, stages)))
+    torch.set_num_threads(max(1, (cores or os.cpu_count() or 1) // max(1, stages)))
     try:
         yield
     finally:
@@ -108,16 +110,27 @@ def _frames_in(values: dict[str, Any]) -> int:
     return max((v.frames_in_batch() for v in values.values() if isinstance(v, PortType)), default=0)
 
 
+def _frame_numbers(values: dict[str, Any]) -> list[int] | None:
+    for v in values.values():
+        numbers = v.frame_numbers() if isinstance(v, PortType) else None
+        if numbers:
+            return numbers
+    return None
+
+
 class Executor:
     """Runs a validated :class:`Graph` once, streaming."""
 
     def __init__(self, graph: Graph, *, device: str | None = None, batch_size: int | None = None,
-                 frame_range: tuple[int, int | None] | None = None,
+                 frame_range: tuple[int, int | None] | None = None, cpus: int | None = None,
                  on_progress: Callable[[int, int | None], None] | None = None) -> None:
         self.graph = graph
         requested = device or graph.settings.device
         self.ctx = RunContext(frame_range=frame_range, batch_size=batch_size or graph.settings.batch_size,
-                              graph_hash=graph.hash, graph_name=graph.name, graph_path=graph.path)
+                              graph_hash=graph.hash, graph_name=graph.name, graph_path=graph.path,
+                              preroll=graph.preroll(), cpus=cpus or os.cpu_count() or 1)
+        #: frames before the first output frame each node's inputs must cover (the rest is skipped)
+        self.need = graph.input_prerolls()
         self.nodes: dict[str, Node] = {
             nid: b.cls(nid, b.params, resolve_device(requested, b.device, b.cls.schema.devices))
             for nid, b in graph.nodes.items()
@@ -131,6 +144,14 @@ class Executor:
         counts = [c for c in counts if c is not None]
         return min(counts) if counts else None
 
+    def output_range(self) -> tuple[int, int | None] | None:
+        """The frames sinks get: what the sources report (``--frames``, or their own params)."""
+        ranges = [r for n in self.nodes.values() if isinstance(n, Source) and (r := n.output_range(self.ctx))]
+        if not ranges:
+            return None
+        ends = [b for _, b in ranges]
+        return min(a for a, _ in ranges), None if None in ends else max(ends)
+
     def run(self) -> RunResult:
         g = self.graph
         stop = threading.Event()
@@ -141,6 +162,8 @@ class Executor:
         for nid in g.order:
             self.nodes[nid].open(self.ctx)
         total = self.total_frames()
+        out_range = self.output_range()
+        first, last = out_range if out_range else (None, None)
 
         def stage(nid: str) -> None:
             node = self.nodes[nid]
@@ -160,12 +183,29 @@ class Executor:
                         for ch in outs:
                             ch.put(out)
                 else:
+                    lowest = None if first is None else first - self.need[nid]
                     while True:
                         got = {u: ch.get() for u, ch in ins.items()}
                         if any(v is _END for v in got.values()):
                             break
-                        inputs = {port: move(got[src][sport], node.device)
-                                  for port, (src, sport) in bound.inputs.items()}
+                        if any(v is _SKIP for v in got.values()):
+                            for ch in outs:
+                                ch.put(_SKIP)
+                            continue
+                        inputs = {port: got[src][sport] for port, (src, sport) in bound.inputs.items()}
+                        numbers = _frame_numbers(inputs)
+                        if lowest is not None and numbers and numbers[-1] < lowest:
+                            # pre-roll this node does not need: skipped whole, so every batch a
+                            # node does process is the one a whole run gives it
+                            for ch in outs:
+                                ch.put(_SKIP)
+                            continue
+                        if isinstance(node, Sink) and first is not None:
+                            inputs = {k: v.keep_frames(first, last) if isinstance(v, PortType) else v
+                                      for k, v in inputs.items()}
+                            if any(v is None for v in inputs.values()):
+                                continue
+                        inputs = {k: move(v, node.device) for k, v in inputs.items()}
                         t0 = time.perf_counter()
                         out = node.process(**inputs)
                         self.node_seconds[nid] += time.perf_counter() - t0
@@ -187,7 +227,7 @@ class Executor:
                    for nid in g.order]
         leaves = [nid for nid in g.order if g.dag.out_degree(nid) == 0]
         cancelled = False
-        with torch_threads_shared_by(sum(1 for n in self.nodes.values() if n.device.type == "cpu")):
+        with torch_threads_shared_by(sum(1 for n in self.nodes.values() if n.device.type == "cpu"), self.ctx.cpus):
             try:
                 for t in threads:
                     t.start()
@@ -230,7 +270,8 @@ class Executor:
             "node_devices": {nid: str(n.device) for nid, n in self.nodes.items()},
             "stats": stats,
             "params": {nid: b.params.model_dump(mode="json") for nid, b in g.nodes.items()},
-            "frame_range": list(self.ctx.frame_range) if self.ctx.frame_range else None,
+            "frame_range": list(out_range) if out_range else None,
+            "preroll": self.ctx.preroll,
             "batch_size": self.ctx.batch_size,
         }
         outputs: list[Path] = []
@@ -250,15 +291,16 @@ class Executor:
 def evaluate_at(graph: Graph, node_id: str, frame: int, *, device: str | None = None) -> dict[str, Any]:
     """Outputs of ``node_id`` for one frame: only its ancestors run, only the frames needed.
 
-    Stateful ancestors get the earlier frames they declare (pre-roll) first. A sink's
+    Stateful ancestors get the earlier frames they declare (pre-roll) first, in the
+    graph's batches, so the frame is computed as in a whole run. A sink's
     inputs stand in for its outputs, so previewing an Encode shows what it would write.
     Values are returned as computed for the batch that ends at ``frame``; the caller picks
     the frame out (``Frames.index``).
     """
     keep = graph.ancestors(node_id)
-    preroll = sum(graph.nodes[n].cls.schema.preroll for n in keep)
     requested = device or graph.settings.device
-    ctx = RunContext(frame_range=(max(0, frame - preroll), frame), batch_size=preroll + 1,
+    # the run's own batches and pre-roll, so the frame comes out as a whole render makes it
+    ctx = RunContext(frame_range=(frame, frame), batch_size=graph.settings.batch_size, preroll=graph.preroll(keep),
                      graph_hash=graph.hash, graph_name=graph.name, graph_path=graph.path)
     nodes = {nid: graph.nodes[nid].cls(nid, graph.nodes[nid].params,
                                        resolve_device(requested, graph.nodes[nid].device,

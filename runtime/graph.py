@@ -70,6 +70,26 @@ class Graph:
     def consumers(self, node_id: str) -> list[str]:
         return [n for n in self.order if n in self.dag.successors(node_id)]
 
+    def input_prerolls(self, keep: list[str] | None = None) -> dict[str, int]:
+        """For each node, how many frames before the first output frame its inputs must cover.
+
+        A stateful node with pre-roll p needs its inputs from p frames before the first
+        frame its consumers need, so the pre-rolls add up along each path to a sink and
+        the longest path wins: ``need(v) = preroll(v) + max(need(c) for c in consumers)``.
+        ``keep`` limits the graph to those nodes (a preview runs only ancestors).
+        """
+        nodes = self.order if keep is None else [n for n in self.order if n in keep]
+        need: dict[str, int] = {}
+        for nid in reversed(nodes):
+            b = self.nodes[nid]
+            after = [need[c] for c in self.consumers(nid) if c in need]
+            need[nid] = b.cls.preroll(b.params) + max(after, default=0)
+        return need
+
+    def preroll(self, keep: list[str] | None = None) -> int:
+        """Frames the sources must emit before the first output frame (see ``input_prerolls``)."""
+        return max(self.input_prerolls(keep).values(), default=0)
+
 
 # --- loading --------------------------------------------------------------------------
 

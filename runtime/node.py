@@ -195,8 +195,14 @@ class Source(Node):
     """A node with no inputs that emits batches of consecutive frames."""
 
     def frame_count(self, ctx: RunContext) -> int | None:
-        """How many frames ``batches`` will emit for ``ctx.frame_range`` (for progress)."""
+        """How many frames of ``output_range`` there are (for progress)."""
         return None
+
+    def output_range(self, ctx: RunContext) -> tuple[int, int | None] | None:
+        """The frames the run's sinks get (inclusive). ``batches`` may emit more around them,
+        earlier for the stateful nodes' pre-roll (``ctx.preroll``) and out to whole batches;
+        the executor gives sinks only these. None: everything the source emits."""
+        return ctx.frame_range
 
     def batches(self, ctx: RunContext) -> Iterator[dict[str, Any]]:
         raise NotImplementedError(f"{type(self).__name__}.batches")

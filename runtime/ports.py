@@ -55,6 +55,22 @@ class PortType:
         or None when this value has nothing to show for that frame."""
         return None
 
+    def frame_numbers(self) -> list[int] | None:
+        """The source frame numbers this value covers, in order; None for values without frames."""
+        return None
+
+    def keep_frames(self, first: int, last: int | None) -> "PortType | None":
+        """This value restricted to frames ``first..last`` (inclusive; None: no end), or None
+        when none of its frames are in that range. Values without frames pass unchanged."""
+        return self
+
+
+def frame_rows(index: Sequence[int], first: int, last: int | None) -> slice | None:
+    """The rows of a batch (ascending frame numbers ``index``) inside ``first..last``."""
+    lo = next((i for i, n in enumerate(index) if n >= first), len(index))
+    hi = next((i for i, n in enumerate(index) if last is not None and n > last), len(index))
+    return slice(lo, hi) if hi > lo else None
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -151,6 +167,15 @@ class Frames(PortType):
     def select(self, rows: slice) -> "Frames":
         return Frames(self.pixels[rows], self.index[rows], self.pts[rows], self.duration[rows], self.info)
 
+    def frame_numbers(self) -> list[int]:
+        return self.index
+
+    def keep_frames(self, first: int, last: int | None) -> "Frames | None":
+        rows = frame_rows(self.index, first, last)
+        if rows is None or (rows.start, rows.stop) == (0, len(self)):
+            return None if rows is None else self
+        return self.select(rows)
+
 
 BUCKETS = ("frontal", "three_quarter", "side")
 
@@ -215,6 +240,15 @@ class Faces(PortType):
         row = self.frames.index.index(frame)
         return draw_faces(self.frames.data[row], self.faces[row])
 
+    def frame_numbers(self) -> list[int]:
+        return self.frames.index
+
+    def keep_frames(self, first: int, last: int | None) -> "Faces | None":
+        rows = frame_rows(self.frames.index, first, last)
+        if rows is None or (rows.start, rows.stop) == (0, len(self.frames)):
+            return None if rows is None else self
+        return Faces(self.faces[rows], self.frames.select(rows))
+
 
 @dataclass(eq=False)
 class FaceCrops(PortType):
@@ -273,6 +307,21 @@ class FaceCrops(PortType):
             return self.frames.data[row].detach().cpu()
         return crop_grid(self.crops[picks], self.coverage)
 
+    def frame_numbers(self) -> list[int]:
+        return self.frames.index
+
+    def picks_in(self, rows: slice) -> list[int]:
+        """The crops cut from frames ``rows`` of the batch."""
+        return [i for i, r in enumerate(self.row) if rows.start <= r < rows.stop]
+
+    def keep_frames(self, first: int, last: int | None) -> "FaceCrops | None":
+        rows = frame_rows(self.frames.index, first, last)
+        if rows is None or (rows.start, rows.stop) == (0, len(self.frames)):
+            return None if rows is None else self
+        picks = self.picks_in(rows)
+        return FaceCrops(self.crops[picks], self.frame_from_crop[picks], [self.row[i] - rows.start for i in picks],
+                         [self.faces[i] for i in picks], self.coverage, self.size, self.frames.select(rows))
+
 
 @dataclass(eq=False)
 class Masks(PortType):
@@ -306,6 +355,15 @@ class Masks(PortType):
             return self.crops.frames.data[row].detach().cpu()
         shown = self.crops.crops[picks] * (0.25 + 0.75 * self.masks[picks])  # the face bright, the rest dimmed
         return crop_grid(shown, None)
+
+    def frame_numbers(self) -> list[int]:
+        return self.crops.frames.index
+
+    def keep_frames(self, first: int, last: int | None) -> "Masks | None":
+        rows = frame_rows(self.crops.frames.index, first, last)
+        if rows is None or (rows.start, rows.stop) == (0, len(self.crops.frames)):
+            return None if rows is None else self
+        return Masks(self.masks[self.crops.picks_in(rows)], self.crops.keep_frames(first, last))
 
 
 @dataclass(frozen=True)
