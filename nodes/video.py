@@ -6,6 +6,8 @@ float in [0, 1], shape (B, 3, H, W); Encode turns that back into the codec's for
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import io
 import os
@@ -294,13 +296,126 @@ def _default_pix_fmt(codec: str, profile: str) -> str:
     return "yuv420p"
 
 
+class AudioMuxer:
+    """The source's audio for one stretch of the shot, muxed into an output container.
+
+    Packets between ``audio.start`` and ``audio.end`` (seconds of the source) are copied
+    without re-encoding when the container takes the codec (``auto``/``copy``), else
+    encoded to AAC; their timestamps are shifted so the stretch starts at 0. ``pump``
+    interleaves them with the video as it is written.
+    """
+
+    def __init__(self, container: av.container.OutputContainer, final: Path, audio: Audio | None, mode: str,
+                 bitrate: int) -> None:
+        self.container = container
+        self.audio_in = None
+        self.audio_map: dict[int, Any] = {}
+        self.audio_transcode: dict[int, tuple[Any, Any]] = {}
+        self.modes_used: list[str] = []
+        fmt = container.format.name.split(",")[0]
+        self.keeps_negative_pts = fmt in ("mp4", "mov")
+        if audio is None or mode == "none" or not audio.streams or audio.source is None:
+            return
+        self.audio_in = av.open(str(audio.source))
+        supported = _supported_codecs(fmt)
+        for s in self.audio_in.streams.audio:
+            if mode in ("auto", "copy") and s.codec_context.name in supported:
+                self.audio_map[s.index] = container.add_stream_from_template(s)
+                self.modes_used.append(f"copy {s.codec_context.name}")
+            elif mode == "copy":
+                raise MediaError(f"{final}: the container does not take {s.codec_context.name} audio; "
+                                 "use audio 'auto' (AAC) or a .mkv/.mov output")
+            else:
+                # the default layout for the channel count: a source's may be "unspecified order",
+                # which the AAC encoder refuses
+                channels = s.codec_context.channels or 2
+                layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, f"{channels}c")
+                out = container.add_stream("aac", rate=s.codec_context.sample_rate)
+                out.bit_rate = bitrate
+                out.layout = layout
+                resampler = av.AudioResampler(format="fltp", layout=layout, rate=s.codec_context.sample_rate)
+                self.audio_map[s.index] = out
+                self.audio_transcode[s.index] = (resampler, [0])
+                self.modes_used.append(f"aac from {s.codec_context.name}")
+        self.audio_start = audio.start
+        self.audio_end = audio.end if audio.end is not None else float("inf")
+        self._packets = self.audio_in.demux(*[s for s in self.audio_in.streams.audio if s.index in self.audio_map])
+        self._pending = None
+
+    def pump(self, until: float) -> None:
+        """Mux source audio packets up to ``until`` seconds (of the output), interleaving with video."""
+        if self.audio_in is None:
+            return
+        while True:
+            packet = self._pending or next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                return
+            if packet.pts is None or packet.size == 0:
+                continue
+            t = float(packet.pts * packet.time_base)
+            if t >= self.audio_end:
+                continue
+            # Before the range. MP4/MOV keep the codec's priming packets (negative pts, hidden by
+            # an edit list); other containers would shift the video to make them non-negative.
+            before = t + float((packet.duration or 0) * packet.time_base) <= self.audio_start
+            if before and (self.audio_start > 0 or not self.keeps_negative_pts):
+                continue
+            if t - self.audio_start > until:
+                self._pending = packet
+                return
+            shift = int(round(self.audio_start / packet.time_base))
+            idx = packet.stream.index
+            if idx in self.audio_transcode:
+                self._transcode(idx, packet)
+                continue
+            packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            packet.stream = self.audio_map[idx]
+            self.container.mux(packet)
+
+    def _transcode(self, idx: int, packet: av.Packet) -> None:
+        resampler, written = self.audio_transcode[idx]
+        out = self.audio_map[idx]
+        for frame in packet.decode():
+            for f in resampler.resample(frame):
+                f.pts = written[0]
+                f.time_base = Fraction(1, out.codec_context.sample_rate)
+                written[0] += f.samples
+                self.container.mux(out.encode(f))
+
+    def close(self) -> None:
+        """Mux the rest of the range and flush the AAC encoders."""
+        self.pump(float("inf"))
+        for idx, out in self.audio_map.items():
+            if idx in self.audio_transcode:
+                self.container.mux(out.encode(None))
+        self.discard()
+
+    def discard(self) -> None:
+        if self.audio_in is not None:
+            self.audio_in.close()
+            self.audio_in = None
+
+
+def disk_error(path: Path, exc: OSError) -> MediaError | None:
+    """A clear error for a write that failed because the disk (or a file-size limit) is full."""
+    no = getattr(exc, "errno", None)
+    text = str(exc).lower()
+    if no in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "no space left" in text or "file too large" in text:
+        return MediaError(f"{path}: the disk is full ({exc}); nothing was written under that name; "
+                          "fix: free space on that disk or write the output elsewhere")
+    return None
+
+
 class VideoWriter:
     """Encode RGB frames to a file under a temporary name, remuxing the source's audio.
 
     Timing comes from the source: output pts are the source pts less the first frame's,
     in the source's time base, with each frame's duration, so duration and frame count
     match. Audio packets between the range's start and end are copied without
-    re-encoding when the container takes the codec, else encoded to AAC.
+    re-encoding when the container takes the codec, else encoded to AAC (AudioMuxer).
     """
 
     def __init__(self, final: Path, *, codec: str, crf: int, preset: str, profile: str, pix_fmt: str | None,
@@ -310,11 +425,7 @@ class VideoWriter:
         self.info = info
         self.first_pts = first_pts
         self.pix_fmt = pix_fmt or _default_pix_fmt(codec, profile)
-        fmt = _container_format(final)
-        options = {"movflags": "use_metadata_tags"} if fmt in ("mp4", "mov") else {}
-        self.container = av.open(str(self.temp), "w", format=fmt, container_options=options)
-        self.keeps_negative_pts = fmt in ("mp4", "mov")
-        self.container.metadata.update(container_metadata())
+        self.container = open_output(self.temp, final)
         stream = self.container.add_stream(codec, rate=info.fps)
         stream.width, stream.height = info.width, info.height
         stream.pix_fmt = self.pix_fmt
@@ -341,84 +452,8 @@ class VideoWriter:
         self.stream = stream
         self.durations: dict[int, int] = {}
         self.frames_written = 0
-        self._audio_setup(audio, audio_mode, audio_bitrate)
-
-    # audio -----------------------------------------------------------------------------
-    def _audio_setup(self, audio: Audio | None, mode: str, bitrate: int) -> None:
-        self.audio_in = None
-        self.audio_map: dict[int, Any] = {}
-        self.audio_transcode: dict[int, tuple[Any, Any]] = {}
-        self.audio_mode_used: list[str] = []
-        if audio is None or mode == "none" or not audio.streams or audio.source is None:
-            return
-        self.audio_in = av.open(str(audio.source))
-        supported = _supported_codecs(self.container.format.name.split(",")[0])
-        for s in self.audio_in.streams.audio:
-            if mode in ("auto", "copy") and s.codec_context.name in supported:
-                self.audio_map[s.index] = self.container.add_stream_from_template(s)
-                self.audio_mode_used.append(f"copy {s.codec_context.name}")
-            elif mode == "copy":
-                raise MediaError(f"{self.final}: the container does not take {s.codec_context.name} audio; "
-                                 "use audio 'auto' (AAC) or a .mkv/.mov output")
-            else:
-                # the default layout for the channel count: a source's may be "unspecified order",
-                # which the AAC encoder refuses
-                channels = s.codec_context.channels or 2
-                layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, f"{channels}c")
-                out = self.container.add_stream("aac", rate=s.codec_context.sample_rate)
-                out.bit_rate = bitrate
-                out.layout = layout
-                resampler = av.AudioResampler(format="fltp", layout=layout, rate=s.codec_context.sample_rate)
-                self.audio_map[s.index] = out
-                self.audio_transcode[s.index] = (resampler, [0])
-                self.audio_mode_used.append(f"aac from {s.codec_context.name}")
-        self.audio_start = audio.start
-        self.audio_end = audio.end if audio.end is not None else float("inf")
-        self._packets = self.audio_in.demux(*[s for s in self.audio_in.streams.audio if s.index in self.audio_map])
-        self._pending = None
-
-    def _pump_audio(self, until: float) -> None:
-        """Mux source audio packets up to ``until`` seconds (of the shot), interleaving with video."""
-        if self.audio_in is None:
-            return
-        while True:
-            packet = self._pending or next(self._packets, None)
-            self._pending = None
-            if packet is None:
-                return
-            if packet.pts is None or packet.size == 0:
-                continue
-            t = float(packet.pts * packet.time_base)
-            if t >= self.audio_end:
-                continue
-            # Before the range. MP4/MOV keep the codec's priming packets (negative pts, hidden by
-            # an edit list); other containers would shift the video to make them non-negative.
-            before = t + float((packet.duration or 0) * packet.time_base) <= self.audio_start
-            if before and (self.audio_start > 0 or not self.keeps_negative_pts):
-                continue
-            if t - self.audio_start > until:
-                self._pending = packet
-                return
-            shift = int(round(self.audio_start / packet.time_base))
-            idx = packet.stream.index
-            if idx in self.audio_transcode:
-                self._transcode_audio(idx, packet, shift)
-                continue
-            packet.pts -= shift
-            if packet.dts is not None:
-                packet.dts -= shift
-            packet.stream = self.audio_map[idx]
-            self.container.mux(packet)
-
-    def _transcode_audio(self, idx: int, packet: av.Packet, shift: int) -> None:
-        resampler, written = self.audio_transcode[idx]
-        out = self.audio_map[idx]
-        for frame in packet.decode():
-            for f in resampler.resample(frame):
-                f.pts = written[0]
-                f.time_base = Fraction(1, out.codec_context.sample_rate)
-                written[0] += f.samples
-                self.container.mux(out.encode(f))
+        self.audio = AudioMuxer(self.container, final, audio, audio_mode, audio_bitrate)
+        self.audio_mode_used = self.audio.modes_used
 
     # video -----------------------------------------------------------------------------
     def write(self, frames: Frames) -> None:
@@ -428,20 +463,21 @@ class VideoWriter:
             raise NodeError(f"{self.final}: frame size changed from {self.stream.width}x{self.stream.height} to "
                             f"{frames.info.width}x{frames.info.height} mid-shot; keep one size per output")
         arrays = tensor_to_rgb(frames.data, deep=True) if self.deep else frames_to_rgb8(frames.pixels)
-        for arr, p, d in zip(arrays, pts, durations):
-            frame = av.VideoFrame.from_ndarray(arr, format=self.rgb_fmt)
-            if self.is_rgb:
-                frame = frame.reformat(format=self.pix_fmt)
-            else:
-                frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.info.color_space,
-                                       dst_color_range="JPEG" if self.info.color_range == "pc" else "MPEG")
-            frame.pts = p - self.first_pts
-            frame.time_base = self.info.time_base
-            self.durations[frame.pts] = d
-            self._mux_video(self.stream.encode(frame))
-            self.frames_written += 1
-        last = pts[-1] - self.first_pts + durations[-1]
-        self._pump_audio(float(last * self.info.time_base))
+        with disk_errors(self.final):
+            for arr, p, d in zip(arrays, pts, durations):
+                frame = av.VideoFrame.from_ndarray(arr, format=self.rgb_fmt)
+                if self.is_rgb:
+                    frame = frame.reformat(format=self.pix_fmt)
+                else:
+                    frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.info.color_space,
+                                           dst_color_range="JPEG" if self.info.color_range == "pc" else "MPEG")
+                frame.pts = p - self.first_pts
+                frame.time_base = self.info.time_base
+                self.durations[frame.pts] = d
+                self._mux_video(self.stream.encode(frame))
+                self.frames_written += 1
+            last = pts[-1] - self.first_pts + durations[-1]
+            self.audio.pump(float(last * self.info.time_base))
 
     def _mux_video(self, packets: list[av.Packet]) -> None:
         for packet in packets:
@@ -451,24 +487,41 @@ class VideoWriter:
 
     def close(self) -> None:
         """Flush the encoder and the rest of the range's audio; the file stays at its temporary name."""
-        self._mux_video(self.stream.encode(None))
-        self._pump_audio(float("inf"))
-        for idx, out in self.audio_map.items():
-            if idx in self.audio_transcode:
-                resampler, _ = self.audio_transcode[idx]
-                self.container.mux(out.encode(None))
-        self.container.close()
-        if self.audio_in is not None:
-            self.audio_in.close()
+        with disk_errors(self.final):
+            self._mux_video(self.stream.encode(None))
+            self.audio.close()
+            self.container.close()
 
     def discard(self) -> None:
-        for c in (self.container, self.audio_in):
-            try:
-                if c is not None:
-                    c.close()
-            except Exception:
-                pass
+        try:
+            self.container.close()
+        except Exception:
+            pass
+        self.audio.discard()
         self.temp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def disk_errors(path: Path) -> Iterator[None]:
+    """Turn a failed write on a full disk into one clear MediaError."""
+    try:
+        yield
+    except OSError as exc:
+        clear = disk_error(path, exc)
+        if clear is None:
+            raise
+        raise clear from None
+
+
+def open_output(temp: Path, final: Path) -> av.container.OutputContainer:
+    """An output container for ``final`` (format from its suffix) written at ``temp``,
+    tagged as synthetic media."""
+    fmt = _container_format(final)
+    options = {"movflags": "use_metadata_tags"} if fmt in ("mp4", "mov") else {}
+    with disk_errors(final):
+        container = av.open(str(temp), "w", format=fmt, container_options=options)
+    container.metadata.update(container_metadata())
+    return container
 
 
 class ImageSequenceWriter:
@@ -488,9 +541,10 @@ class ImageSequenceWriter:
         meta = PngInfo()
         for key, value in container_metadata().items():
             meta.add_text(key, value)
-        for arr, n in zip(frames_to_rgb8(frames.pixels), frames.index):
-            Image.fromarray(arr).save(self.temp / f"{n:06d}.png", pnginfo=meta, compress_level=1)
-            self.frames_written += 1
+        with disk_errors(self.final):
+            for arr, n in zip(frames_to_rgb8(frames.pixels), frames.index):
+                Image.fromarray(arr).save(self.temp / f"{n:06d}.png", pnginfo=meta, compress_level=1)
+                self.frames_written += 1
 
     def close(self) -> None:
         pass
