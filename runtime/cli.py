@@ -65,13 +65,29 @@ def cmd_run(args: argparse.Namespace) -> int:
             bar = tqdm(total=total, unit="frame", desc=graph.name, dynamic_ncols=True, file=sys.stderr)
         bar.update(done - bar.n)
 
-    executor = Executor(graph, device=args.device, batch_size=args.batch_size,
-                        frame_range=_parse_range(args.frames), on_progress=progress)
+    frames = _parse_range(args.frames)
+    node = None
+    if args.manifest:
+        from .farm import output_node
+
+        node = output_node(graph)
+    if frames is not None and not args.quiet:
+        from .farm import range_problems
+
+        for problem in range_problems(graph):
+            print(f"warning: {problem}", file=sys.stderr)
+    executor = Executor(graph, device=args.device, batch_size=args.batch_size, frame_range=frames,
+                        cpus=getattr(args, "cpus", None), on_progress=progress)
     try:
         result = executor.run()
     finally:
         if bar is not None:
             bar.close()
+    if args.manifest:
+        from .farm import render_key, write_manifest
+
+        write_manifest(Path(args.manifest), graph, node, executor.ctx.summary,
+                       key=render_key(graph, node, executor.ctx.batch_size, args.device))
     if not args.quiet:
         slowest = max(result.node_seconds, key=result.node_seconds.get) if result.node_seconds else "-"
         fps = result.frames / result.seconds if result.seconds else 0.0
@@ -81,6 +97,65 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {nid}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
         for out in result.outputs:
             print(f"wrote {out}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .farm import DEFAULT_CHUNK_SIZE, make_plan, plan_commands, render
+
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        raise UsageError(f"--workers {args.workers}: expected 1..256")
+    if args.retries < 0:
+        raise UsageError(f"--retries {args.retries}: expected 0 or more")
+    plan = make_plan(Path(args.graph), args.set, Path(args.out), chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
+                     node=args.node, frames=_parse_range(args.frames), batch_size=args.batch_size,
+                     device=args.device, chunks_dir=Path(args.chunks) if args.chunks else None)
+    if args.plan:
+        for line in plan_commands(plan):
+            print(line)
+        return 0
+    show = not args.quiet and sys.stderr.isatty()
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if not show:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="frame", desc=f"{plan.graph.name} ({len(plan.chunks)} chunks)",
+                       dynamic_ncols=True, file=sys.stderr)
+        bar.update(done - bar.n)
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr)
+
+    try:
+        result = render(plan, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
+                        on_progress=progress, log=log)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.clean:
+        import shutil
+
+        shutil.rmtree(plan.chunks_dir, ignore_errors=True)
+    if not args.quiet:
+        print(f"done: {result['frames']} frames from {result['chunks']} chunks ({result['chunks_run']} run, "
+              f"{result['chunks_skipped']} already done, {result['retries']} retried); audio: "
+              f"{', '.join(result['audio']) or 'none'}")
+        print(f"wrote {result['output']}")
+    return 0
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    from .farm import join_chunks
+
+    result = join_chunks(Path(args.chunks), Path(args.out))
+    print(f"joined {result['chunks']} chunks, {result['frames']} frames; audio: {', '.join(result['audio']) or 'none'}")
+    print(f"wrote {result['output']}")
     return 0
 
 
@@ -229,7 +304,35 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where nodes run (default: the graph's)")
     sp.add_argument("--batch-size", type=int, metavar="N", help="frames per batch (default: the graph's)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    sp.add_argument("--manifest", metavar="FILE", help="after the run, write a farm chunk manifest (graph hash, "
+                                                         "params, frame range, output hash) for swapgraph join")
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("render", help="render a shot in frame-range chunks on Dask (or --plan them for a farm)")
+    graph_args(sp)
+    sp.add_argument("--out", required=True, help="the joined output file (.mp4, .mov, .mkv)")
+    sp.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                    help="frames per chunk (default 96; rounded up to whole batches)")
+    where = sp.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="K", help="local Dask workers (default 1)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:8786) whose workers "
+                                                               "run the chunks; GPU workers carry resource GPU=1")
+    sp.add_argument("--plan", action="store_true", help="print one swapgraph run command per chunk and the join "
+                                                        "command, run nothing")
+    sp.add_argument("--frames", metavar="A-B", help="render only these frames of the shot")
+    sp.add_argument("--node", help="the Encode node to render (when the graph has several)")
+    sp.add_argument("--chunks", metavar="DIR", help="folder for chunk files and manifests (default OUT.chunks)")
+    sp.add_argument("--retries", type=int, default=2, metavar="N", help="times a failed chunk is retried")
+    sp.add_argument("--clean", action="store_true", help="delete the chunks folder after a successful join")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where nodes run (default: the graph's)")
+    sp.add_argument("--batch-size", type=int, metavar="N", help="frames per batch (default: the graph's)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    sp.set_defaults(func=cmd_render)
+
+    sp = sub.add_parser("join", help="join finished chunks (their manifests' folder) into one file with the audio")
+    sp.add_argument("chunks", help="the chunks folder (OUT.chunks, as the render plan names it)")
+    sp.add_argument("--out", required=True, help="the joined output file")
+    sp.set_defaults(func=cmd_join)
 
     sp = sub.add_parser("validate", help="check a graph without running it")
     graph_args(sp)

@@ -1,0 +1,590 @@
+"""The render farm: a shot in frame-range chunks, run on Dask, joined without re-encoding.
+
+A chunk is ``swapgraph run GRAPH --frames A-B`` with the graph's Encode writing a chunk
+file and a manifest (``--manifest``). Chunks are exact: sources decode the graph's
+pre-roll before A and whole batches, so a chunk's frames are bit for bit the frames a
+single run makes (see ``Node.preroll``). ``render`` plans the chunks, skips those whose
+manifest says they are done with the same graph, runs the rest on Dask ``distributed``
+(a LocalCluster, or a scheduler's workers on a farm; GPU workers carry the ``GPU``
+resource), retries a failed chunk on another worker, and joins the chunk files into the
+output by copying their packets, adding the source audio. ``--plan`` prints the same
+chunks as command lines for farm managers that run commands (Deadline, OpenCue,
+Tractor), and ``join`` joins what they made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import MediaError, SwapgraphError, UsageError
+from .graph import Graph
+from .provenance import sidecar_document, sidecar_path, write_json_atomic
+
+MANIFEST_VERSION = 1
+DEFAULT_CHUNK_SIZE = 96
+
+
+# --- the graph as a farm sees it ---------------------------------------------------------
+
+def output_node(graph: Graph, node: str | None = None) -> str:
+    """The Encode node a render writes: ``node``, or the graph's only Encode; every other
+    sink is refused, since chunks cannot share one."""
+    sinks = [nid for nid in graph.order if graph.dag.out_degree(nid) == 0 and graph.nodes[nid].cls.schema.outputs == {}]
+    encodes = [nid for nid in sinks if graph.nodes[nid].cls.type_name() == "Encode"]
+    if node is not None:
+        if node not in encodes:
+            raise UsageError(f"--node {node!r}: not an Encode node of the graph; its Encode nodes: "
+                             + (", ".join(encodes) or "none"))
+    elif len(encodes) != 1:
+        raise UsageError(f"{graph.path or 'graph'}: a render writes one Encode output, the graph has "
+                         f"{len(encodes)} ({', '.join(encodes) or 'none'}); name one with --node")
+    else:
+        node = encodes[0]
+    others = [nid for nid in sinks if nid != node]
+    if others:
+        raise UsageError(f"node {others[0]!r} ({graph.nodes[others[0]].cls.type_name()}): a render joins one Encode "
+                         "output, and chunks cannot share this sink's files; render a graph without it, or run "
+                         "the shot with swapgraph run")
+    if graph.nodes[node].params.codec == "png":
+        raise UsageError(f"node {node!r}: codec png writes an image sequence, which a render does not join; "
+                         "use a video codec (ffv1 or prores_ks for lossless or mastering), or run chunks with "
+                         "swapgraph run --frames into separate folders")
+    return node
+
+
+def render_key(graph: Graph, node: str, batch_size: int, device: str | None) -> str:
+    """What makes two chunks joinable: the graph and its params (less the output's path,
+    which differs between a chunk and the render), the batch size and the device."""
+    doc = json.loads(json.dumps(graph.document))
+    doc["nodes"][node]["params"].pop("path", None)
+    doc["batch_size"] = batch_size
+    doc["device"] = device or graph.settings.device
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def range_problems(graph: Graph) -> list[str]:
+    """Nodes whose output would depend on where a chunk starts (``Node.range_issues``)."""
+    import torch
+
+    found = []
+    for nid, b in graph.nodes.items():
+        for issue in b.cls(nid, b.params, torch.device("cpu")).range_issues():
+            found.append(f"node {nid!r} ({b.cls.type_name()}) {issue}")
+    return found
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --- manifests ---------------------------------------------------------------------------
+
+def write_manifest(path: Path, graph: Graph, node: str, summary: dict[str, Any], *, key: str) -> dict[str, Any]:
+    """After a chunk's run committed: what it made, from which graph, and the output's hash."""
+    from swapgraph.nodes.video import probe_video
+
+    out = Path(graph.nodes[node].params.path)
+    sidecar = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
+    source = Path(sidecar["source"])
+    first, last = sidecar["source_frames"]
+    index = probe_video(source)
+    p = graph.nodes[node].params
+    doc = {
+        "swapgraph_chunk": MANIFEST_VERSION,
+        "render_key": key,
+        "graph_hash": graph.hash,
+        "graph": str(graph.path) if graph.path else None,
+        "node": node,
+        "frames": [first, last],
+        "frame_count": sidecar["frames_written"],
+        "output": out.name if out.parent.resolve() == path.parent.resolve() else str(out),
+        "output_sha256": sha256_file(out),
+        "source": str(source),
+        "first_pts": index.pts[first],
+        "end_pts": index.pts[last] + index.durations[last],
+        "time_base": str(index.info.time_base),
+        "encode": {"codec": p.codec, "suffix": out.suffix},
+        "params": summary.get("params", {}),
+        "devices": summary.get("node_devices", {}),
+        "preroll": summary.get("preroll", 0),
+        "batch_size": summary.get("batch_size"),
+        "seconds": summary.get("seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "run_id": os.environ.get("SWAPGRAPH_RENDER_ID", ""),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, doc)
+    return doc
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("swapgraph_chunk") == MANIFEST_VERSION else None
+
+
+def manifest_output(path: Path, doc: dict[str, Any]) -> Path:
+    out = Path(doc["output"])
+    return out if out.is_absolute() else path.parent / out
+
+
+def chunk_is_done(path: Path, key: str, first: int, last: int) -> bool:
+    """A chunk is done when its manifest has this render's key and range, and its file is
+    there with the hash the manifest recorded."""
+    doc = read_manifest(path)
+    if doc is None or doc.get("render_key") != key or doc.get("frames") != [first, last]:
+        return False
+    out = manifest_output(path, doc)
+    return out.is_file() and sha256_file(out) == doc.get("output_sha256")
+
+
+# --- the plan -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Chunk:
+    first: int
+    last: int
+
+    @property
+    def name(self) -> str:
+        return f"chunk-{self.first:06d}-{self.last:06d}"
+
+    @property
+    def frames(self) -> int:
+        return self.last - self.first + 1
+
+
+def plan_chunks(first: int, last: int, size: int) -> list[Chunk]:
+    """Chunks of ``size`` frames covering ``first..last``, on boundaries at multiples of
+    ``size`` in frame numbers (so a re-plan of a longer range keeps the chunks it shares)."""
+    chunks = []
+    start = first
+    while start <= last:
+        end = min(last, (start // size + 1) * size - 1)
+        chunks.append(Chunk(start, end))
+        start = end + 1
+    return chunks
+
+
+@dataclass
+class RenderPlan:
+    graph: Graph
+    graph_path: Path
+    overrides: list[str]
+    node: str
+    out: Path
+    chunks_dir: Path
+    chunks: list[Chunk]
+    key: str
+    batch_size: int
+    device: str | None
+    first: int
+    last: int
+    suffix: str = ""
+    done: set[Chunk] = field(default_factory=set)
+
+    def chunk_output(self, c: Chunk) -> Path:
+        return self.chunks_dir / f"{c.name}{self.suffix}"
+
+    def chunk_manifest(self, c: Chunk) -> Path:
+        return self.chunks_dir / f"{c.name}.manifest.json"
+
+    def run_args(self, c: Chunk) -> list[str]:
+        args = ["run", str(self.graph_path)]
+        for o in self.overrides:
+            args += ["--set", o]
+        args += ["--set", f"{self.node}.path={self.chunk_output(c)}", "--frames", f"{c.first}-{c.last}", "--batch-size", str(self.batch_size),
+                 "--manifest", str(self.chunk_manifest(c)), "--quiet"]
+        if self.device:
+            args += ["--device", self.device]
+        return args
+
+    def join_args(self) -> list[str]:
+        return ["join", str(self.chunks_dir), "--out", str(self.out)]
+
+    @property
+    def frames(self) -> int:
+        return self.last - self.first + 1
+
+
+def _absolute_overrides(graph: Graph, overrides: Sequence[str]) -> list[str]:
+    """``--set`` values with path params made absolute, so a farm worker anywhere reads the
+    same files (the graph already resolved them)."""
+    from .graph import parse_override
+
+    out = []
+    for text in overrides:
+        nid, param, value = parse_override(text)
+        b = graph.nodes[nid]
+        if param in b.params.path_fields() and value != "null":
+            value = str(getattr(b.params, param))
+        out.append(f"{nid}.{param}={value}")
+    return out
+
+
+def make_plan(graph_path: Path, overrides: Sequence[str], out: Path, *, chunk_size: int, node: str | None = None,
+              frames: tuple[int, int | None] | None = None, batch_size: int | None = None,
+              device: str | None = None, chunks_dir: Path | None = None) -> RenderPlan:
+    """Validate the graph for a farm and split its shot into chunks."""
+    from .graph import load_graph_document, validate_graph
+    from .node import RunContext, Source
+    from .registry import default_registry
+
+    graph_path = Path(graph_path).resolve()
+    doc = load_graph_document(graph_path)
+    graph = validate_graph(doc, default_registry(), path=graph_path, overrides=list(overrides), probe=False)
+    node = output_node(graph, node)
+    out = Path(out).resolve()
+    # validated again as the render writes it: the codec must suit --out's container
+    graph = validate_graph(doc, default_registry(), path=graph_path, overrides=[*overrides, f"{node}.path={out}"])
+    problems = range_problems(graph)
+    if problems:
+        raise UsageError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    if chunk_size < 1:
+        raise UsageError(f"--chunk-size {chunk_size}: expected a positive number of frames")
+    _check_writable(out.parent, "--out")
+    bs = batch_size or graph.settings.batch_size
+    # chunk boundaries on whole batches: no chunk decodes a batch only to drop most of it
+    size = max(bs, (chunk_size + bs - 1) // bs * bs)
+    import torch
+
+    ctx = RunContext(frame_range=frames, batch_size=bs)
+    ranges = [b.cls(nid, b.params, torch.device("cpu")).output_range(ctx) for nid, b in graph.nodes.items()
+              if issubclass(b.cls, Source)]
+    ranges = [r for r in ranges if r is not None]
+    if not ranges:
+        raise UsageError(f"{graph_path}: no source node with a frame range; a render needs a Decode")
+    first, last = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    chunks_dir = Path(chunks_dir).resolve() if chunks_dir else out.with_name(out.name + ".chunks")
+    _check_writable(chunks_dir, "--chunks")
+    plan = RenderPlan(graph=graph, graph_path=graph_path, overrides=_absolute_overrides(graph, overrides), node=node,
+                      out=out, chunks_dir=chunks_dir, chunks=plan_chunks(first, last, size),
+                      key=render_key(graph, node, bs, device), batch_size=bs, device=device, first=first, last=last,
+                      suffix=out.suffix)
+    return plan
+
+
+def _check_writable(folder: Path, flag: str) -> None:
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder}: cannot write there ({probe} is not a writable folder); "
+                         "choose a writable folder")
+
+
+def plan_commands(plan: RenderPlan, program: str = "swapgraph") -> list[str]:
+    """One shell line per chunk, then the join: what a farm manager runs."""
+    lines = [f"# swapgraph render plan: {plan.graph_path.name}, frames {plan.first}-{plan.last} in "
+             f"{len(plan.chunks)} chunks; run the chunk lines in any order, on any machines that see these "
+             "paths, then the join line", f"# render key {plan.key[:16]}"]
+    lines += [shlex.join([program, *plan.run_args(c)]) for c in plan.chunks]
+    lines.append(shlex.join([program, *plan.join_args()]))
+    return lines
+
+
+# --- running a chunk (in a Dask worker, or any process) -----------------------------------
+
+class ChunkFailed(Exception):
+    """A chunk failed on a worker: which worker, the one-line message, the exit code."""
+
+    def __init__(self, worker: str, message: str, exit_code: int) -> None:
+        super().__init__(worker, message, exit_code)
+        self.worker, self.message, self.exit_code = worker, message, exit_code
+
+    def __str__(self) -> str:
+        return f"{self.message} (on {self.worker})"
+
+
+def run_chunk(args: list[str], cpus: int | None = None) -> dict[str, Any]:
+    """Run one chunk's ``swapgraph run`` arguments in this process; return its manifest.
+
+    Called in Dask workers: the process (and its model cache) lives across chunks.
+    """
+    from .cli import build_parser, cmd_run
+
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        try:
+            from distributed import get_worker
+
+            worker = get_worker().address
+        except (ImportError, ValueError):
+            pass
+        ns = build_parser().parse_args(args)
+        ns.cpus = cpus
+        cmd_run(ns)
+    except SwapgraphError as exc:
+        raise ChunkFailed(worker, str(exc), exc.exit_code) from None
+    except Exception as exc:  # noqa: BLE001 - every failure reaches the render as one line
+        raise ChunkFailed(worker, f"{type(exc).__name__}: {exc}", 1) from None
+    manifest = Path(args[args.index("--manifest") + 1])
+    doc = read_manifest(manifest)
+    if doc is None:
+        raise ChunkFailed(worker, f"{manifest}: the chunk ran but wrote no manifest", 1)
+    return doc
+
+
+# --- render -------------------------------------------------------------------------------
+
+def _cluster(workers: int | None, scheduler: str | None, gpu: bool):
+    import logging
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    # chunks start their own process pools (face detection), which daemon workers may not
+    dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.work-stealing": False})
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except OSError as exc:
+            raise UsageError(f"--scheduler {scheduler}: cannot reach it ({exc}); check the address and that "
+                             "`dask scheduler` runs there") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR, resources={"GPU": 1} if gpu else None)
+    return Client(cluster), cluster
+
+
+def _needs_gpu(plan: RenderPlan, client) -> bool:
+    wanted = plan.device or plan.graph.settings.device
+    if any(b.device == "cuda" for b in plan.graph.nodes.values()) or wanted == "cuda":
+        return True
+    if wanted == "auto":
+        workers = client.scheduler_info().get("workers", {}).values()
+        return any(w.get("resources", {}).get("GPU") for w in workers)
+    return False
+
+
+def render(plan: RenderPlan, *, workers: int | None = None, scheduler: str | None = None, retries: int = 2,
+           on_progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the plan's unfinished chunks on Dask, then join them into ``plan.out``."""
+    import torch
+    from distributed import as_completed
+
+    plan.chunks_dir.mkdir(parents=True, exist_ok=True)
+    for stale in plan.chunks_dir.glob(".chunk-*.partial-*"):  # left by a killed run
+        _remove(stale)
+    plan.done = {c for c in plan.chunks if chunk_is_done(plan.chunk_manifest(c), plan.key, c.first, c.last)}
+    todo = [c for c in plan.chunks if c not in plan.done]
+    log(f"render: frames {plan.first}-{plan.last} in {len(plan.chunks)} chunks; {len(plan.done)} already done, "
+        f"{len(todo)} to run")
+    run_id = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+    done_frames = sum(c.frames for c in plan.done)
+    if on_progress:
+        on_progress(done_frames, plan.frames)
+    started = time.perf_counter()
+    attempts: dict[Chunk, int] = {}
+    if todo:
+        local_gpu = torch.cuda.is_available()
+        workers = workers or 1
+        client, cluster = _cluster(workers, scheduler, gpu=local_gpu and not scheduler)
+        try:
+            gpu = _needs_gpu(plan, client)
+            worker_list = list(client.scheduler_info().get("workers", {}))
+            cpus = max(1, (os.cpu_count() or 1) // workers) if cluster is not None else None
+            client.run(os.environ.__setitem__, "SWAPGRAPH_RENDER_ID", run_id)
+
+            def submit(c: Chunk, avoid: set[str]):
+                attempts[c] = attempts.get(c, 0) + 1
+                others = [w for w in worker_list if w not in avoid]
+                return client.submit(run_chunk, plan.run_args(c), cpus, key=f"{plan.key[:12]}-{c.name}-{attempts[c]}",
+                                     resources={"GPU": 1} if gpu else None, pure=False,
+                                     workers=others or None, allow_other_workers=not others)
+
+            futures = {submit(c, set()): c for c in todo}
+            queue = as_completed(list(futures))
+            for future in queue:
+                c = futures.pop(future)
+                if future.status == "finished":
+                    future.result()
+                    done_frames += c.frames
+                    plan.done.add(c)
+                    if on_progress:
+                        on_progress(done_frames, plan.frames)
+                    continue
+                exc = future.exception()
+                exit_code = getattr(exc, "exit_code", 1)
+                failed_on = {getattr(exc, "worker", "")}
+                if exit_code == 2 or attempts[c] > retries:
+                    for f in futures:
+                        f.cancel()
+                    reason = exc.message if isinstance(exc, ChunkFailed) else f"{type(exc).__name__}: {exc}"
+                    tries = f" after {attempts[c]} tries" if attempts[c] > 1 else ""
+                    err = (UsageError if exit_code == 2 else MediaError if isinstance(exc, OSError) else
+                           SwapgraphError)(f"chunk {c.name} (frames {c.first}-{c.last}) failed{tries}: {reason}")
+                    err.exit_code = 2 if exit_code == 2 else 1
+                    raise err
+                elsewhere = " on another worker" if len(worker_list) > 1 else ""
+                log(f"render: chunk {c.name} failed on {next(iter(failed_on)) or 'a worker'} ({exc}); "
+                    f"retrying{elsewhere}")
+                retry = submit(c, failed_on)
+                futures[retry] = c
+                queue.add(retry)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    chunk_seconds = time.perf_counter() - started
+    result = join_chunks(plan.chunks_dir, plan.out, expect=plan)
+    result.update({"chunks_run": len(todo), "chunks_skipped": len(plan.chunks) - len(todo),
+                   "retries": sum(n - 1 for n in attempts.values()), "chunk_seconds": round(chunk_seconds, 3),
+                   "run_id": run_id})
+    return result
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# --- join ---------------------------------------------------------------------------------
+
+def read_chunk_manifests(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The chunk manifests of a folder, checked: one render key, contiguous frames, files intact."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such chunks folder; give the folder the render plan names (OUT.chunks)")
+    found = []
+    for path in sorted(folder.glob("chunk-*.manifest.json")):
+        doc = read_manifest(path)
+        if doc is None:
+            raise UsageError(f"{path}: not a swapgraph chunk manifest; remove it or rerun that chunk's command")
+        found.append((path, doc))
+    if not found:
+        raise UsageError(f"{folder}: no chunk manifests (chunk-*.manifest.json); run the chunks first")
+    found.sort(key=lambda pd: pd[1]["frames"][0])
+    keys = {d["render_key"] for _, d in found}
+    if len(keys) > 1:
+        raise UsageError(f"{folder}: chunks from {len(keys)} different graphs or settings (render keys "
+                         f"{', '.join(sorted(k[:12] for k in keys))}); delete the stale chunks and rerun them")
+    for (pa, a), (pb, b) in zip(found, found[1:]):
+        if b["frames"][0] != a["frames"][1] + 1:
+            what = "overlap" if b["frames"][0] <= a["frames"][1] else "leave a gap"
+            raise UsageError(f"{pb}: frames {b['frames'][0]}-{b['frames'][1]} {what} after {pa.name} "
+                             f"({a['frames'][0]}-{a['frames'][1]}); run the missing chunks or remove the extra one")
+    for path, doc in found:
+        out = manifest_output(path, doc)
+        if not out.is_file():
+            raise UsageError(f"{out}: chunk file missing; rerun that chunk (its manifest is {path.name})")
+        if sha256_file(out) != doc["output_sha256"]:
+            raise UsageError(f"{out}: does not match the hash in {path.name} (changed or damaged); rerun that chunk")
+    return found
+
+
+def join_chunks(folder: Path, out: Path, *, expect: RenderPlan | None = None) -> dict[str, Any]:
+    """Join chunk files into ``out`` by copying their packets (no re-encode), add the source
+    audio for the whole range, check the frame count, then rename into place."""
+    from fractions import Fraction
+
+    import av
+
+    from swapgraph.nodes.video import AudioMuxer, disk_errors, open_output, probe_video
+    from swapgraph.runtime.node import temp_path_for
+    from swapgraph.runtime.ports import Audio
+
+    out = Path(out).resolve()
+    found = read_chunk_manifests(folder)
+    docs = [d for _, d in found]
+    if expect is not None:
+        want = [[c.first, c.last] for c in expect.chunks]
+        have = [d["frames"] for d in docs]
+        if have != want or docs[0]["render_key"] != expect.key:
+            raise MediaError(f"{folder}: the chunks there ({len(have)}) are not the plan's ({len(want)}); "
+                             "rerun the render")
+    if Path(docs[0]["encode"]["suffix"]).suffix.lower() != out.suffix.lower() and docs[0]["encode"]["suffix"] != out.suffix:
+        raise UsageError(f"--out {out.name}: the chunks are {docs[0]['encode']['suffix']} files; give a "
+                         f"{docs[0]['encode']['suffix']} name")
+    _check_writable(out.parent, "--out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    source = Path(docs[0]["source"])
+    index = probe_video(source)
+    shot_first, shot_end = docs[0]["first_pts"], docs[-1]["end_pts"]
+    tb = Fraction(docs[0]["time_base"])
+    encode = _encode_params(docs[0])
+    expected = sum(d["frame_count"] for d in docs)
+    if expected != docs[-1]["frames"][1] - docs[0]["frames"][0] + 1:
+        raise MediaError(f"{folder}: the chunks hold {expected} frames for frames {docs[0]['frames'][0]}-"
+                         f"{docs[-1]['frames'][1]}; rerun the chunks whose manifests disagree")
+    temp = temp_path_for(out)
+    written = 0
+    try:
+        container = open_output(temp, out)
+        with disk_errors(out):
+            with av.open(str(manifest_output(*found[0]))) as first:
+                vstream = container.add_stream_from_template(first.streams.video[0])
+            audio = AudioMuxer(container, out, Audio(source, list(index.audio), float((shot_first - index.info.start_pts) * tb),
+                                                     float((shot_end - index.info.start_pts) * tb)),
+                               encode["audio"], encode["audio_bitrate"])
+            last_dts = None
+            for path, doc in found:
+                with av.open(str(manifest_output(path, doc))) as chunk:
+                    vs = chunk.streams.video[0]
+                    shift = int(round((doc["first_pts"] - shot_first) * tb / vs.time_base))
+                    for packet in chunk.demux(vs):
+                        if packet.size == 0 or packet.pts is None:
+                            continue
+                        packet.pts += shift
+                        if packet.dts is not None:
+                            packet.dts += shift
+                            if last_dts is not None and packet.dts <= last_dts:
+                                packet.dts = min(last_dts + 1, packet.pts)
+                            last_dts = packet.dts
+                        packet.stream = vstream
+                        container.mux(packet)
+                        written += 1
+                audio.pump(float((doc["end_pts"] - shot_first) * tb))
+            audio.close()
+            container.close()
+        with av.open(str(temp)) as check:
+            counted = sum(1 for p in check.demux(check.streams.video[0]) if p.size)
+        if counted != expected:
+            raise MediaError(f"{out}: the joined file has {counted} frames, the chunks {expected}; nothing was "
+                             "written; rerun the render")
+        summary = {"frames": expected, "chunks": [{"frames": d["frames"], "output_sha256": d["output_sha256"],
+                                                   "host": d.get("host"), "seconds": d.get("seconds")}
+                                                  for d in docs],
+                   "render_key": docs[0]["render_key"], "params": docs[0].get("params"),
+                   "node_devices": docs[0].get("devices"), "preroll": docs[0].get("preroll"),
+                   "batch_size": docs[0].get("batch_size")}
+        sidecar = sidecar_document(out, summary, graph_hash=docs[0]["graph_hash"], graph_name=Path(docs[0]["graph"] or "graph").stem,
+                                   graph_path=Path(docs[0]["graph"]) if docs[0].get("graph") else None,
+                                   node_id=docs[0]["node"], extra={"source": str(source),
+                                                                   "source_frames": [docs[0]["frames"][0], docs[-1]["frames"][1]],
+                                                                   "frames_written": counted, "codec": docs[0]["encode"]["codec"],
+                                                                   "audio": audio.modes_used, "joined_from": str(Path(folder).resolve())})
+        with disk_errors(out):
+            write_json_atomic(sidecar_path(out), sidecar)
+            os.replace(temp, out)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return {"frames": counted, "chunks": len(docs), "output": str(out), "audio": audio.modes_used}
+
+
+def _encode_params(doc: dict[str, Any]) -> dict[str, Any]:
+    """The rendered Encode node's audio settings, from a chunk's recorded params."""
+    p = doc.get("params", {}).get(doc["node"], {})
+    return {"audio": p.get("audio", "auto"), "audio_bitrate": p.get("audio_bitrate", 192_000)}
