@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter, deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,28 @@ def swap_crops(model: SwapModel, crops: torch.Tensor, coverage: int, identity: s
     return out, mask
 
 
+def held_bucket(wanted: list[str], hold: int) -> str:
+    """The model bucket in use given a track's wanted buckets in a window, oldest first.
+
+    The bucket of the most recent run of equal consecutive entries that is at least
+    ``hold`` long; if no run is that long, the most common entry (ties: the one seen
+    most recently).
+    """
+    if not wanted:
+        raise ValueError("held_bucket: no entries")
+    end = len(wanted)
+    while end > 0:
+        start = end - 1
+        while start > 0 and wanted[start - 1] == wanted[end - 1]:
+            start -= 1
+        if end - start >= hold:
+            return wanted[end - 1]
+        end = start
+    counts = Counter(wanted)
+    most = max(counts.values())
+    return next(w for w in reversed(wanted) if counts[w] == most)
+
+
 class SwapParams(Params):
     model: InputPath = Field(description="a model folder, or a bank: a folder with one model folder per bucket")
     direction: Literal["a_to_b", "b_to_a"] = Field("a_to_b", description="a_to_b puts B's face on the plate's A")
@@ -57,9 +80,18 @@ class Swap(Node):
     """Swap faces: encode each crop and decode it as the other identity, batched on the device.
 
     Takes a model or a model bank (one model per orientation bucket) and picks the model
-    for each face by its bucket, holding the choice per track until a new bucket has
-    lasted ``hold`` frames, so the model does not flip on a threshold. A bucket without a
-    model uses the nearest one, and says so once. bf16 on CUDA.
+    for each face by its bucket (a bucket without a model wants the nearest one, and says
+    so once), held per track so the model does not flip on a threshold. The rule looks
+    only at the track's wanted buckets in the last 2 x hold frames: the model is that of
+    the most recent run of at least ``hold`` consecutive faces wanting one bucket; if no
+    run is that long, the bucket most faces in the window want (ties: the latest). So a
+    new bucket takes over once it has lasted ``hold`` frames, and a flicker shorter than
+    ``hold`` never switches the model while the window still holds ``hold`` frames of the
+    bucket in use. Where no such run is left (flickers crowding the window, or a track's
+    first frames) the majority decides, which can switch it. bf16 on CUDA.
+
+    Pre-roll: 2 x hold - 1 frames (9 by default): the model for frame n depends only on
+    the faces of frames n - pre-roll .. n.
     """
 
     schema = NodeSchema(inputs={"crops": Port(FaceCrops, "aligned crops of the plate")},
@@ -68,6 +100,10 @@ class Swap(Node):
                         params=SwapParams, category="swap")
 
     params: SwapParams
+
+    @classmethod
+    def preroll(cls, params: SwapParams) -> int:  # type: ignore[override]
+        return 2 * params.hold - 1
 
     def check(self, connected: set[str]) -> list[Issue]:
         try:
@@ -85,36 +121,35 @@ class Swap(Node):
         for bucket, path in bank_models(Path(self.params.model)).items():
             model, info = load_model(path, self.device)
             self.models[bucket] = (model, info)
-        self.chosen: dict[int, tuple[str, str, int]] = {}  # track -> (bucket in use, candidate, frames seen)
+        # track -> (frame, wanted bucket) of its faces in the last 2 x hold frames, oldest first
+        self.wanted: dict[int, deque[tuple[int, str]]] = {}
+        self.frame: int | None = None
         self.warned: set[str] = set()
         self.counts = {"faces_swapped": 0, **{f"faces_{b}": 0 for b in self.models}}
 
-    def _model_bucket(self, track: int, bucket: str) -> str:
+    def _model_bucket(self, track: int, bucket: str, frame: int) -> str:
+        """The model bucket for a face of ``track`` in source frame ``frame`` (frames in order)."""
         available = list(self.models)
         want = bucket if bucket in self.models else nearest_bucket(bucket, available)
         if bucket not in self.models and bucket not in self.warned:
             self.warned.add(bucket)
             print(f"warning: node {self.id!r}: no model for {bucket} faces; using the {want} model",
                   file=sys.stderr)
-        current = self.chosen.get(track)
-        if current is None:
-            self.chosen[track] = (want, want, 0)
-            return want
-        using, candidate, seen = current
-        if want == using:
-            self.chosen[track] = (using, using, 0)
-        else:
-            seen = seen + 1 if want == candidate else 1
-            if seen >= self.params.hold:
-                using, seen = want, 0
-            self.chosen[track] = (using, want, seen)
-        return self.chosen[track][0]
+        first = frame - 2 * self.params.hold + 1
+        if frame != self.frame:  # forget tracks not seen in the window
+            self.frame = frame
+            self.wanted = {k: v for k, v in self.wanted.items() if v[-1][0] >= first}
+        seen = self.wanted.setdefault(track, deque())
+        seen.append((frame, want))
+        while seen[0][0] < first:
+            seen.popleft()
+        return held_bucket([w for _, w in seen], self.params.hold)
 
     def process(self, crops: FaceCrops) -> dict[str, Any]:
         if not len(crops):
             return {"crops": crops, "masks": Masks(torch.zeros_like(crops.crops[:, :1]), crops)}
         identity = "b" if self.params.direction == "a_to_b" else "a"
-        picks = [self._model_bucket(f.track, f.bucket) for f in crops.faces]
+        picks = [self._model_bucket(f.track, f.bucket, crops.frames.index[r]) for f, r in zip(crops.faces, crops.row)]
         out = crops.crops.clone()
         masks = torch.zeros_like(out[:, :1])
         for bucket in set(picks):

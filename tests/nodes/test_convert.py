@@ -14,10 +14,10 @@ from swapgraph.nodes.align import crop_from_frame_matrices, cut_crops, invert_af
 from swapgraph.nodes.color import correct_colour, skin_masks
 from swapgraph.nodes.face import FaceAnalyzer
 from swapgraph.nodes.mask import crop_landmarks, polygon_masks, regions
-from swapgraph.nodes.swap import Swap, SwapParams, nearest_bucket
+from swapgraph.nodes.swap import Swap, SwapParams, held_bucket, nearest_bucket
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
 from swapgraph.runtime.images import rgb_to_tensor
-from swapgraph.runtime.ports import FaceCrops, Frames, VideoInfo
+from swapgraph.runtime.ports import BUCKETS, Face, FaceCrops, Frames, VideoInfo
 
 from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, stream_facts, write_clip
 
@@ -88,16 +88,86 @@ class TestSwapNode:
         assert nearest_bucket("side", ["frontal", "three_quarter"]) == "three_quarter"
         assert nearest_bucket("three_quarter", ["frontal", "side"]) == "frontal"
 
-    def test_model_choice_is_held_across_frames(self, tmp_path):
+    @staticmethod
+    def bank(tmp_path):
         for bucket in ("frontal", "three_quarter"):
             save_model(tmp_path / "bank" / bucket, SwapModel("lite-64"), ModelInfo(preset="lite-64", size=64,
                                                                                     bucket=bucket))
-        node = Swap("swap", SwapParams(model=tmp_path / "bank", hold=3), torch.device("cpu"))
+        return tmp_path / "bank"
+
+    def test_model_choice_is_held_across_frames(self, tmp_path):
+        node = Swap("swap", SwapParams(model=self.bank(tmp_path), hold=3), torch.device("cpu"))
         node.open(None)
-        seq = ["frontal", "three_quarter", "frontal", "three_quarter", "three_quarter", "three_quarter", "frontal"]
-        used = [node._model_bucket(0, b) for b in seq]
-        assert used == ["frontal", "frontal", "frontal", "frontal", "frontal", "three_quarter", "three_quarter"]
-        assert node._model_bucket(1, "side") == "three_quarter"  # no side model: the nearest
+        f, q = "frontal", "three_quarter"
+        # settled frontal; flickers of 1 and 2 frames; a turn that lasts; a flicker back
+        seq = [f, f, f, f, q, q, f, f, f, f, q, q, q, f, q, q, q, q]
+        used = [node._model_bucket(0, b, n) for n, b in enumerate(seq)]
+        assert used == [f] * 12 + [q] * 6  # q took over once it had lasted 3 frames, and held
+        assert node._model_bucket(1, "side", 0) == "three_quarter"  # no side model: the nearest
+
+    def test_held_bucket_rule(self):
+        f, q, s = "frontal", "three_quarter", "side"
+        assert held_bucket([f, f, f, q, q], 3) == f  # the latest run of hold frames
+        assert held_bucket([f, f, f, q, q, q], 3) == q
+        assert held_bucket([q, q, q, f, s, f], 3) == q  # flickers after it do not count
+        assert held_bucket([f, q, f, q, q], 3) == q  # no run that long: the most common
+        assert held_bucket([f, q, q, f], 3) == f  # ... ties: the latest
+        assert Swap.preroll(SwapParams(model="m")) == 9 and Swap.preroll(SwapParams(model="m", hold=1)) == 1
+
+    def test_model_choice_is_exact_after_the_preroll(self, tmp_path, monkeypatch):
+        hold = 4
+        node_params = SwapParams(model=self.bank(tmp_path), hold=hold)
+        preroll = Swap.preroll(node_params)
+        assert preroll == 2 * hold - 1
+        rng = np.random.default_rng(5)
+        wanted: dict[int, dict[int, str]] = {0: {}, 1: {}}  # track -> frame -> bucket
+        for track in wanted:
+            n = 0
+            while n < 120:  # runs of 1 to 9 frames of a random bucket: flickers and settled stretches
+                length, bucket = int(rng.integers(1, 10)), BUCKETS[int(rng.integers(0, 3))]
+                for m in range(n, min(120, n + length)):
+                    if track == 0 or not 50 <= m <= 57:  # track 1 misses 8 frames
+                        wanted[track][m] = bucket
+                n += length
+        models = {}
+
+        def fake_swap(model, crops, coverage, identity):  # a crop filled with its model's bucket number
+            return torch.full_like(crops, float(BUCKETS.index(models[id(model)]))), torch.ones_like(crops[:, :1])
+
+        monkeypatch.setattr(swap_module, "swap_crops", fake_swap)
+
+        def run(start: int, size: int, renumber: int) -> dict[tuple[int, int], str]:
+            node = Swap("swap", node_params, torch.device("cpu"))
+            node.open(None)
+            models.update({id(m): b for b, (m, _) in node.models.items()})
+            picked = {}
+            for first in range(start, 120, size):
+                numbers = list(range(first, min(120, first + size)))
+                rows, faces = [], []
+                for r, n in enumerate(numbers):
+                    for track in wanted:
+                        if n in wanted[track]:
+                            rows.append(r)
+                            faces.append(Face(track + renumber, (0, 0, 8, 8), 1.0, np.zeros((478, 3), np.float32),
+                                              bucket=wanted[track][n]))
+                frames = Frames(torch.zeros(len(numbers), 3, 8, 8), numbers, numbers, [1] * len(numbers),
+                                VideoInfo(8, 8, 25, 1))
+                crops = FaceCrops(torch.zeros(len(rows), 3, 8, 8), torch.zeros(len(rows), 2, 3), rows, faces, 160,
+                                  64, frames)
+                out = node.process(crops)["crops"]
+                for i, (r, face) in enumerate(zip(out.row, out.faces)):
+                    picked[(numbers[r], face.track - renumber)] = BUCKETS[int(out.crops[i, 0, 0, 0])]
+            return picked
+
+        whole = run(0, 8, 0)
+        assert set(whole.values()) == {"frontal", "three_quarter"}  # side faces use the nearest model
+        changes = sum(whole[(n, 0)] != whole[(n + 1, 0)] for n in range(119))
+        flips = sum(wanted[0][n] != wanted[0][n + 1] for n in range(119))
+        assert 0 < changes < flips / 2  # held: far fewer model changes than bucket changes
+        for start, size in ((1, 1), (20, 5), (45, 16), (71, 3), (100, 32)):
+            part = run(start, size, 10)
+            assert {k: v for k, v in part.items() if k[0] >= start + preroll} == \
+                {k: v for k, v in whole.items() if k[0] >= start + preroll}
 
 
 class IdentityModel(torch.nn.Module):

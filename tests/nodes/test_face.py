@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -12,11 +14,13 @@ import torch
 
 from swapgraph.nodes.align import (crop_from_frame_matrices, cut_crops, invert_affine, model_input, paste_crops,
                                    template_points, umeyama)
-from swapgraph.nodes.face import (BucketRule, FaceAnalyzer, FaceTracker, OneEuroFilter, head_pose, landmark_box,
-                                  parse_keep, select_faces)
+from swapgraph.nodes.face import (BucketRule, BucketTracker, DetectFaces, DetectFacesParams, FaceAnalyzer,
+                                  FaceTracker, OneEuroFilter, SmoothLandmarks, SmoothLandmarksParams, face_scale,
+                                  head_pose, landmark_box, one_euro_window, parse_keep, select_faces)
 from swapgraph.nodes.face_template import POINTS, STABLE, template, template_array
 from swapgraph.runtime.images import rgb_to_tensor
-from swapgraph.runtime.ports import Face
+from swapgraph.runtime.node import RunContext
+from swapgraph.runtime.ports import Face, Faces, Frames, VideoInfo
 
 from helpers import GRAPHS, animate_photo, packaged_photo, write_clip, write_graph
 
@@ -33,6 +37,93 @@ def analyzer():
 
 def detect(analyzer, image: np.ndarray, max_faces: int = 4) -> list[Face]:
     return analyzer.analyze(image[None], max_faces=max_faces, min_face_size=24)[0]
+
+
+def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """head_pose's convention: R = Rz(roll) @ Ry(-yaw) @ Rx(pitch), angles in degrees."""
+    y, p, r = math.radians(-yaw), math.radians(pitch), math.radians(roll)
+    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def synthetic_mesh(seed: int = 0) -> np.ndarray:
+    """478 points of a frontal face in template units, centred: the template's points where
+    it has them, the rest scattered over the face."""
+    rng = np.random.default_rng(seed)
+    mesh = np.column_stack([rng.uniform(0.05, 0.95, 478), rng.uniform(-0.05, 1.1, 478), rng.uniform(-0.1, 0.1, 478)])
+    for i, xyz in template().items():
+        mesh[i] = xyz
+    return mesh - 0.5
+
+
+def face_at(yaw: float, pitch: float = 0.0, roll: float = 0.0, centre=(320.0, 240.0), size: float = 160.0,
+            track: int = 0) -> Face:
+    lm = (size * synthetic_mesh() @ rotation(yaw, pitch, roll).T + [*centre, 0]).astype(np.float32)
+    return Face(track, landmark_box(lm), 0.9, lm)
+
+
+def turning_face(frames: int = 120, seed: int = 1, x0: float = 120.0, y0: float = 240.0, speed: float = 3.0,
+                 jitter: float = 0.7, yaw_noise: float = 2.0) -> list[np.ndarray]:
+    """Landmarks (478, 3) float32 per frame of one face that moves across the frame with
+    detector jitter and turns its head: it dwells near the 20 degree frontal limit, turns
+    clearly to side (60 degrees), comes back to 8, then dwells near 20 again."""
+    rng = np.random.default_rng(seed)
+    mesh = synthetic_mesh()
+    keys = ([0, 35, 55, 70, 90, 100, 1000], [18, 19, 62, 62, 8, 21, 21])
+    out = []
+    for n in range(frames):
+        yaw = float(np.interp(n, *keys)) + rng.normal(0, yaw_noise)
+        r = rotation(yaw, 6 * math.sin(n / 13), 4 * math.sin(n / 17))
+        centre = (x0 + speed * n + 25 * math.sin(n / 7), y0 + 30 * math.sin(n / 11), 0)
+        lm = 160 * mesh @ r.T + centre + rng.normal(0, jitter, (478, 3))
+        out.append(lm.astype(np.float32))
+    return out
+
+
+def two_face_shot(frames: int = 120) -> list[list[Face]]:
+    """Untracked faces per frame: A turns and moves through the whole shot; B, far below it,
+    appears at frame 10, misses frames 50-55 (a short miss) and 80-99 (a track's end)."""
+    a = turning_face(frames, seed=1)
+    b = turning_face(frames, seed=2, x0=500, y0=700, speed=-1.0)
+    shot = []
+    for n in range(frames):
+        row = [Face(-1, landmark_box(a[n]), 0.9, a[n])]
+        if n >= 10 and not 50 <= n <= 55 and not 80 <= n <= 99:
+            row.append(Face(-1, landmark_box(b[n]), 0.8, b[n]))
+        shot.append(row)
+    return shot
+
+
+def batches_of(frames: int, start: int, sizes: tuple[int, ...]) -> list[range]:
+    """Consecutive frame ranges from ``start`` to ``frames``, their sizes cycling through ``sizes``."""
+    out, n, i = [], start, 0
+    while n < frames:
+        out.append(range(n, min(frames, n + sizes[i % len(sizes)])))
+        n, i = out[-1].stop, i + 1
+    return out
+
+
+def frames_of(numbers: range) -> Frames:
+    """A batch of tiny 25 fps frames whose pixels hold their frame number (for fake analyzers)."""
+    pixels = torch.tensor(list(numbers), dtype=torch.uint8)[:, None, None, None].expand(-1, 3, 4, 4).contiguous()
+    info = VideoInfo(640, 480, Fraction(25), Fraction(1, 25))
+    return Frames(pixels, list(numbers), list(numbers), [1] * len(numbers), info)
+
+
+def assert_same_from(whole: dict[int, list[Face]], part: dict[int, list[Face]], first: int) -> None:
+    """Frames ``first`` on are identical in both runs, up to the numbering of tracks: the
+    partition of faces into tracks is the same, and everything else bit for bit."""
+    ids: dict[int, int] = {}
+    assert first in part and max(part) == max(whole)
+    for n in range(first, max(whole) + 1):
+        assert len(part[n]) == len(whole[n]), n
+        for p, w in zip(part[n], whole[n]):
+            assert ids.setdefault(p.track, w.track) == w.track, (n, p.track, w.track)
+            assert np.array_equal(p.landmarks, w.landmarks), n
+            assert (p.box, p.pose, p.bucket) == (w.box, w.pose, w.bucket), n
+    assert len(set(ids.values())) == len(ids)
 
 
 def similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
@@ -139,6 +230,50 @@ class TestBuckets:
         assert rule.classify(16, "three_quarter") == "three_quarter"
         assert rule.classify(14, "three_quarter") == "frontal"
 
+    def test_windowed_tracker_follows_the_mean_near_a_threshold(self):
+        tracker = BucketTracker(BucketRule(20, 55, 5), window=15)
+        noisy = [18, 21, 18.5, 22, 17, 23, 18, 21.5, 17.5, 23, 18, 21]
+        got = [tracker(face_at(y), n) for n, y in enumerate(noisy)]
+        assert [f.pose[0] for f in got] == pytest.approx(noisy, abs=0.01)
+        assert {f.bucket for f in got} == {"frontal"}  # 6 of 12 raw yaws are past 20: no flips
+        assert tracker(face_at(27), 12).bucket == "three_quarter"  # a clear turn changes it at once
+        for n in range(13, 30):
+            tracker(face_at(30), n)
+        # the turned head moved the mean: now it is three_quarter that holds near the threshold
+        assert tracker(face_at(19), 30).bucket == "three_quarter"
+        assert tracker(face_at(14), 31).bucket == "frontal"  # past the margin the other way
+
+    def test_windowed_tracker_keeps_tracks_apart_and_forgets_old_frames(self):
+        tracker = BucketTracker(BucketRule(20, 55, 5), window=5)
+        for n in range(10):
+            tracker(face_at(40, track=0), n)
+            tracker(face_at(10, track=1), n)
+        assert tracker(face_at(19, track=1), 10).bucket == "frontal"
+        assert tracker(face_at(19, track=0), 10).bucket == "three_quarter"
+        assert tracker(face_at(19, track=2), 30).bucket == "frontal"
+        assert set(tracker.recent) == {2}  # tracks unseen for a window are dropped
+        # after a gap longer than the window, track 0 starts afresh: its old 40s are gone
+        assert tracker(face_at(19, track=0), 30).bucket == "frontal"
+
+    def test_windowed_buckets_are_exact_from_any_start(self):
+        lms = turning_face()
+        faces = {n: Face(0, landmark_box(lm), 0.9, lm) for n, lm in enumerate(lms) if not 64 <= n <= 66}
+        window = 15
+
+        def run(start: int, track: int) -> dict[int, list[Face]]:
+            tracker = BucketTracker(BucketRule(20, 55, 5), window)
+            return {n: [tracker(replace(faces[n], track=track), n)] if n in faces else []
+                    for n in range(start, len(lms))}
+
+        whole = run(0, 0)
+        buckets = [row[0].bucket for row in whole.values() if row]
+        raw = [BucketRule().raw(row[0].pose[0]) for row in whole.values() if row]
+        assert set(buckets) == set(raw) == {"frontal", "three_quarter", "side"}
+        flips = sum(a != b for a, b in zip(buckets, buckets[1:]))
+        assert flips < sum(a != b for a, b in zip(raw, raw[1:])) / 2  # steadier than the raw yaw
+        for start in (1, 20, 47, 55, 90):
+            assert_same_from(whole, run(start, 7), start + window - 1)
+
 
 class TestTracking:
     @staticmethod
@@ -169,6 +304,52 @@ class TestTracking:
         tracker.update([self.face(100, 100)])
         assert tracker.update([self.face(500, 100)])[0].track == 1
 
+    def test_detect_faces_tracks_and_buckets_are_exact_after_the_preroll(self):
+        shot = two_face_shot()
+
+        class Recorded:
+            """Stands in for FaceAnalyzer: the faces of the frame whose number the pixels hold."""
+
+            def analyze(self, images, max_faces, min_face_size):
+                return [[replace(f) for f in shot[int(im[0, 0, 0])]] for im in images]
+
+            def close(self):
+                pass
+
+        params = DetectFacesParams(keep="all", workers=1)
+        preroll = DetectFaces.preroll(params)
+        assert preroll == 30
+
+        def run(start: int, sizes: tuple[int, ...]) -> dict[int, list[Face]]:
+            node = DetectFaces("faces", params, torch.device("cpu"))
+            node.open(RunContext(cpus=1))
+            node.analyzer.close()
+            node.analyzer = Recorded()
+            out = {}
+            for numbers in batches_of(len(shot), start, sizes):
+                out.update(zip(numbers, node.process(frames_of(numbers))["faces"].faces))
+            node.finish()
+            return out
+
+        whole = run(0, (8,))
+        tracks = [[f.track for f in whole[n]] for n in (0, 20, 60, 119)]
+        assert tracks == [[0], [0, 1], [0, 1], [0, 2]]  # B kept its track through 6 misses, not through 20
+        assert {f.bucket for row in whole.values() for f in row} == {"frontal", "three_quarter", "side"}
+        for start, sizes in ((5, (1,)), (30, (7, 3)), (47, (16,)), (60, (5, 32)), (89, (2,))):
+            part = run(start, sizes)
+            assert_same_from(whole, part, start + preroll)
+            if start > 10:
+                assert part[start + preroll][0].track == 0  # ids number the run's own tracks
+
+    def test_keep_by_track_id_is_a_range_issue(self):
+        cpu = torch.device("cpu")
+        issues = DetectFaces("f", DetectFacesParams(keep="0,2"), cpu).range_issues()
+        assert len(issues) == 1 and issues[0].where == "param 'keep'"
+        assert "first frame a run decodes" in issues[0].problem and "'largest'" in issues[0].fix
+        assert DetectFaces("f", DetectFacesParams(keep="largest"), cpu).range_issues() == []
+        assert DetectFaces("f", DetectFacesParams(keep="all"), cpu).range_issues() == []
+        assert DetectFaces.preroll(DetectFacesParams(max_missing=4, bucket_window=1)) == 5
+
     def test_keep(self):
         faces = [Face(0, (0, 0, 50, 50), 1, np.zeros((478, 3))), Face(1, (0, 0, 80, 90), 1, np.zeros((478, 3)))]
         assert [f.track for f in select_faces(faces, parse_keep("largest"))] == [1]
@@ -193,6 +374,77 @@ class TestOneEuro:
         lag = [x[0, 0] - f(x, t / 30, 100)[0, 0] for t, x in enumerate(xs)][-1]
         plain = [x[0, 0] - still(x, t / 30, 100)[0, 0] for t, x in enumerate(xs)][-1]
         assert lag < 10 and plain > 50  # under half a frame of motion, against over two and a half
+
+
+def smooth_run(params: SmoothLandmarksParams, shot: dict[int, list[Face]], start: int,
+               sizes: tuple[int, ...]) -> dict[int, list[Face]]:
+    """SmoothLandmarks over frames ``start`` on of ``shot`` (25 fps), in batches of ``sizes``."""
+    node = SmoothLandmarks("smooth", params, torch.device("cpu"))
+    node.open(RunContext())
+    out = {}
+    for numbers in batches_of(max(shot) + 1, start, sizes):
+        faces = Faces([list(shot[n]) for n in numbers], frames_of(numbers))
+        out.update(zip(numbers, node.process(faces=faces)["faces"].faces))
+    return out
+
+
+def tracked(landmarks: list[np.ndarray], track: int = 0) -> dict[int, list[Face]]:
+    return {n: [Face(track, landmark_box(lm), 0.9, lm)] for n, lm in enumerate(landmarks)}
+
+
+class TestWindowedSmoothing:
+    def test_still_point_jitter_is_removed(self):
+        rng = np.random.default_rng(0)
+        raw = np.array([[100.0, 100.0]]) + rng.normal(0, 1.0, (150, 1, 2))
+        out = np.array([one_euro_window([(u / 30, raw[u], 100) for u in range(max(0, t - 29), t + 1)], 1.0, 2.0, 1.0)
+                        for t in range(150)])
+        assert out[30:].std(0).mean() < 0.4 * raw[30:].std(0).mean()
+
+    def test_fast_motion_is_not_lagged(self):
+        xs = [np.array([[100.0 + 20 * t, 50.0]]) for t in range(60)]  # 600 px/s, 6 face sizes a second
+        window = [(t / 30, x, 100) for t, x in enumerate(xs)][-30:]
+        lag = xs[-1][0, 0] - one_euro_window(window, 1.0, 2.0, 1.0)[0, 0]
+        plain = xs[-1][0, 0] - one_euro_window(window, 1.0, 0.0, 1.0)[0, 0]
+        assert lag < 10 and plain > 50
+
+    def test_node_smooths_a_jittery_face(self):
+        still = [face_at(5).landmarks + np.random.default_rng(n).normal(0, 1.0, (478, 3)).astype(np.float32)
+                 for n in range(100)]
+        out = smooth_run(SmoothLandmarksParams(), tracked(still), 0, (8,))
+        raw = np.stack(still)[40:, :, :2]
+        smoothed = np.stack([out[n][0].landmarks for n in range(40, 100)])[:, :, :2]
+        assert smoothed.std(0).mean() < 0.4 * raw.std(0).mean()
+        assert {out[n][0].bucket for n in out} == {"frontal"}
+
+    def test_close_to_the_running_filter_once_the_window_fills(self):
+        lms = turning_face()
+        out = smooth_run(SmoothLandmarksParams(), tracked(lms), 0, (8,))
+        running = OneEuroFilter(1.0, 2.0, 1.0)
+        worst = 0.0
+        for n, lm in enumerate(lms):
+            want = running(lm, n / 25, face_scale(lm))
+            if n >= 29:
+                worst = max(worst, float(np.abs(out[n][0].landmarks - want)[:, :2].max()))
+        assert 0 < worst < 0.05  # px: windowed, so not identical, but within a tiny weight
+
+    def test_exact_after_the_preroll_from_any_start(self):
+        a, b = turning_face(seed=1), turning_face(seed=3, x0=500, y0=700, speed=-1.0)
+        shot = {n: [Face(0, landmark_box(a[n]), 0.9, a[n])] for n in range(120) if not 60 <= n <= 62}
+        for n in range(120):  # A misses 3 frames; B (track 1) comes at 10, misses 40-44 and 80
+            row = shot.setdefault(n, [])
+            if n >= 10 and not 40 <= n <= 44 and n != 80:
+                row.append(Face(1, landmark_box(b[n]), 0.8, b[n]))
+        params = SmoothLandmarksParams()
+        preroll = SmoothLandmarks.preroll(params)
+        assert preroll == 43
+        whole = smooth_run(params, shot, 0, (8,))
+        assert {f.bucket for row in whole.values() for f in row} == {"frontal", "three_quarter", "side"}
+        renumbered = {n: [replace(f, track=f.track + 5) for f in row] for n, row in shot.items()}
+        for start, sizes in ((3, (1,)), (30, (7, 3)), (52, (16,)), (76, (5, 32))):
+            part = smooth_run(params, renumbered, start, sizes)
+            assert_same_from(whole, part, start + preroll)
+            # the pre-roll is needed: the first frames differ from the whole run
+            assert not np.array_equal(part[start + 2][0].landmarks, whole[start + 2][0].landmarks)
 
 
 class TestAlignment:
