@@ -17,7 +17,7 @@ from swapgraph.runtime.ports import BUCKETS, FaceCrops, Masks
 
 from .align import model_input
 from .resample import resize_images
-from .swap_model import ModelError, SwapModel, bank_models, load_model
+from .swap_model import ModelError, SwapModel, bank_models, load_model_cached
 
 
 def nearest_bucket(bucket: str, available: list[str]) -> str:
@@ -119,7 +119,7 @@ class Swap(Node):
     def open(self, ctx: RunContext) -> None:
         self.models: dict[str, tuple[SwapModel, Any]] = {}
         for bucket, path in bank_models(Path(self.params.model)).items():
-            model, info = load_model(path, self.device)
+            model, info = load_model_cached(path, self.device)  # once per process: farm workers reuse it
             self.models[bucket] = (model, info)
         # track -> (frame, wanted bucket) of its faces in the last 2 x hold frames, oldest first
         self.wanted: dict[int, deque[tuple[int, str]]] = {}

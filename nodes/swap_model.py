@@ -17,8 +17,10 @@ holding a pickle is refused.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +212,36 @@ def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[SwapMo
         raise ModelError(f"{weights}: weights do not fit preset {info.preset!r} ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:120]}); the file is damaged or from another preset") from None
     return model.to(device).eval(), info
+
+
+_CACHE: "collections.OrderedDict[tuple, tuple[SwapModel, ModelInfo]]" = collections.OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model_cached(folder: Path, device: torch.device | str = "cpu", keep: int = 8) -> tuple[SwapModel, ModelInfo]:
+    """``load_model``, once per process for each model file and device.
+
+    A farm worker runs chunk after chunk of one shot: the model is read and moved to the
+    GPU for the first chunk only. The key includes the weights' size and modification
+    time, so a retrained model is loaded afresh. Inference only: callers must not train
+    the returned model.
+    """
+    folder = Path(folder).resolve()
+    try:
+        st = (folder / MODEL_FILE).stat()
+        key = (str(folder), st.st_mtime_ns, st.st_size, (folder / INFO_FILE).stat().st_mtime_ns, str(device))
+    except OSError:
+        return load_model(folder, device)  # its own clear error
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    loaded = load_model(folder, device)
+    with _CACHE_LOCK:
+        _CACHE[key] = loaded
+        while len(_CACHE) > keep:
+            _CACHE.popitem(last=False)
+    return loaded
 
 
 def save_model(folder: Path, model: SwapModel, info: ModelInfo) -> None:

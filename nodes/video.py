@@ -356,10 +356,14 @@ class AudioMuxer:
             t = float(packet.pts * packet.time_base)
             if t >= self.audio_end:
                 continue
-            # Before the range. MP4/MOV keep the codec's priming packets (negative pts, hidden by
-            # an edit list); other containers would shift the video to make them non-negative.
-            before = t + float((packet.duration or 0) * packet.time_base) <= self.audio_start
-            if before and (self.audio_start > 0 or not self.keeps_negative_pts):
+            # Before the range. MP4/MOV keep the codec's priming packets and a packet that straddles
+            # the range's start (negative pts, hidden by an edit list); other containers would shift
+            # the video to make them non-negative, so there audio starts with the first whole packet.
+            if self.keeps_negative_pts:
+                before = t + float((packet.duration or 0) * packet.time_base) <= self.audio_start
+                if before and self.audio_start > 0:
+                    continue
+            elif t < self.audio_start - 1e-9:
                 continue
             if t - self.audio_start > until:
                 self._pending = packet

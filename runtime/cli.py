@@ -87,7 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .farm import render_key, write_manifest
 
         write_manifest(Path(args.manifest), graph, node, executor.ctx.summary,
-                       key=render_key(graph, node, executor.ctx.batch_size, args.device))
+                       key=render_key(graph, node, executor.ctx.batch_size, args.device),
+                       render_frames=_parse_range(args.render_frames))
     if not args.quiet:
         slowest = max(result.node_seconds, key=result.node_seconds.get) if result.node_seconds else "-"
         fps = result.frames / result.seconds if result.seconds else 0.0
@@ -107,7 +108,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers {args.workers}: expected 1..256")
     if args.retries < 0:
         raise UsageError(f"--retries {args.retries}: expected 0 or more")
-    plan = make_plan(Path(args.graph), args.set, Path(args.out), chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
+    size = DEFAULT_CHUNK_SIZE if args.chunk_size is None else args.chunk_size
+    plan = make_plan(Path(args.graph), args.set, Path(args.out), chunk_size=size,
                      node=args.node, frames=_parse_range(args.frames), batch_size=args.batch_size,
                      device=args.device, chunks_dir=Path(args.chunks) if args.chunks else None)
     if args.plan:
@@ -306,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     sp.add_argument("--manifest", metavar="FILE", help="after the run, write a farm chunk manifest (graph hash, "
                                                          "params, frame range, output hash) for swapgraph join")
+    sp.add_argument("--render-frames", metavar="A-B", help="with --manifest: the whole render's frames, recorded so "
+                                                            "join can tell when a chunk is missing")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("render", help="render a shot in frame-range chunks on Dask (or --plan them for a farm)")

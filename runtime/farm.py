@@ -93,7 +93,8 @@ def sha256_file(path: Path) -> str:
 
 # --- manifests ---------------------------------------------------------------------------
 
-def write_manifest(path: Path, graph: Graph, node: str, summary: dict[str, Any], *, key: str) -> dict[str, Any]:
+def write_manifest(path: Path, graph: Graph, node: str, summary: dict[str, Any], *, key: str,
+                   render_frames: tuple[int, int | None] | None = None) -> dict[str, Any]:
     """After a chunk's run committed: what it made, from which graph, and the output's hash."""
     from swapgraph.nodes.video import probe_video
 
@@ -111,6 +112,8 @@ def write_manifest(path: Path, graph: Graph, node: str, summary: dict[str, Any],
         "node": node,
         "frames": [first, last],
         "frame_count": sidecar["frames_written"],
+        # the whole render's frames, so join can tell a missing first or last chunk
+        "render_frames": list(render_frames) if render_frames else None,
         "output": out.name if out.parent.resolve() == path.parent.resolve() else str(out),
         "output_sha256": sha256_file(out),
         "source": str(source),
@@ -212,7 +215,8 @@ class RenderPlan:
         for o in self.overrides:
             args += ["--set", o]
         args += ["--set", f"{self.node}.path={self.chunk_output(c)}", "--frames", f"{c.first}-{c.last}", "--batch-size", str(self.batch_size),
-                 "--manifest", str(self.chunk_manifest(c)), "--quiet"]
+                 "--manifest", str(self.chunk_manifest(c)), "--render-frames", f"{self.first}-{self.last}",
+                 "--quiet"]
         if self.device:
             args += ["--device", self.device]
         return args
@@ -253,6 +257,7 @@ def make_plan(graph_path: Path, overrides: Sequence[str], out: Path, *, chunk_si
     graph = validate_graph(doc, default_registry(), path=graph_path, overrides=list(overrides), probe=False)
     node = output_node(graph, node)
     out = Path(out).resolve()
+    _check_writable(out.parent, "--out")
     # validated again as the render writes it: the codec must suit --out's container
     graph = validate_graph(doc, default_registry(), path=graph_path, overrides=[*overrides, f"{node}.path={out}"])
     problems = range_problems(graph)
@@ -314,7 +319,7 @@ class ChunkFailed(Exception):
         return f"{self.message} (on {self.worker})"
 
 
-def run_chunk(args: list[str], cpus: int | None = None) -> dict[str, Any]:
+def run_chunk(args: list[str], cpus: int | None = None, run_id: str = "") -> dict[str, Any]:
     """Run one chunk's ``swapgraph run`` arguments in this process; return its manifest.
 
     Called in Dask workers: the process (and its model cache) lives across chunks.
@@ -329,6 +334,7 @@ def run_chunk(args: list[str], cpus: int | None = None) -> dict[str, Any]:
             worker = get_worker().address
         except (ImportError, ValueError):
             pass
+        os.environ["SWAPGRAPH_RENDER_ID"] = run_id  # recorded in the manifest
         ns = build_parser().parse_args(args)
         ns.cpus = cpus
         cmd_run(ns)
@@ -401,12 +407,11 @@ def render(plan: RenderPlan, *, workers: int | None = None, scheduler: str | Non
             gpu = _needs_gpu(plan, client)
             worker_list = list(client.scheduler_info().get("workers", {}))
             cpus = max(1, (os.cpu_count() or 1) // workers) if cluster is not None else None
-            client.run(os.environ.__setitem__, "SWAPGRAPH_RENDER_ID", run_id)
 
             def submit(c: Chunk, avoid: set[str]):
                 attempts[c] = attempts.get(c, 0) + 1
                 others = [w for w in worker_list if w not in avoid]
-                return client.submit(run_chunk, plan.run_args(c), cpus, key=f"{plan.key[:12]}-{c.name}-{attempts[c]}",
+                return client.submit(run_chunk, plan.run_args(c), cpus, run_id, key=f"{plan.key[:12]}-{c.name}-{attempts[c]}",
                                      resources={"GPU": 1} if gpu else None, pure=False,
                                      workers=others or None, allow_other_workers=not others)
 
@@ -480,6 +485,15 @@ def read_chunk_manifests(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     if len(keys) > 1:
         raise UsageError(f"{folder}: chunks from {len(keys)} different graphs or settings (render keys "
                          f"{', '.join(sorted(k[:12] for k in keys))}); delete the stale chunks and rerun them")
+    wholes = {tuple(d["render_frames"]) for _, d in found if d.get("render_frames")}
+    if len(wholes) > 1:
+        raise UsageError(f"{folder}: chunks of different renders (frames " + ", ".join(f"{a}-{b}" for a, b in
+                         sorted(wholes)) + "); delete the stale chunks and rerun them")
+    if wholes:
+        (a, b), = wholes
+        if found[0][1]["frames"][0] != a or (b is not None and found[-1][1]["frames"][1] != b):
+            raise UsageError(f"{folder}: the chunks cover frames {found[0][1]['frames'][0]}-"
+                             f"{found[-1][1]['frames'][1]} of the render's {a}-{b}; run the missing chunks")
     for (pa, a), (pb, b) in zip(found, found[1:]):
         if b["frames"][0] != a["frames"][1] + 1:
             what = "overlap" if b["frames"][0] <= a["frames"][1] else "leave a gap"
@@ -540,9 +554,12 @@ def join_chunks(folder: Path, out: Path, *, expect: RenderPlan | None = None) ->
                                encode["audio"], encode["audio_bitrate"])
             last_dts = None
             for path, doc in found:
-                with av.open(str(manifest_output(path, doc))) as chunk:
+                chunk_file = str(manifest_output(path, doc))
+                with av.open(chunk_file) as chunk:  # where the chunk's own video starts
+                    starts = [p.pts for p in chunk.demux(chunk.streams.video[0]) if p.size and p.pts is not None]
+                with av.open(chunk_file) as chunk:
                     vs = chunk.streams.video[0]
-                    shift = int(round((doc["first_pts"] - shot_first) * tb / vs.time_base))
+                    shift = int(round((doc["first_pts"] - shot_first) * tb / vs.time_base)) - min(starts)
                     for packet in chunk.demux(vs):
                         if packet.size == 0 or packet.pts is None:
                             continue

@@ -198,8 +198,8 @@ def model_dir(tmp_path_factory):
 
 
 def test_identity_model_leaves_the_frame_unchanged(cli, shot, model_dir, tmp_path, monkeypatch):
-    real_load = swap_module.load_model
-    monkeypatch.setattr(swap_module, "load_model", lambda path, device: (IdentityModel(), real_load(path, device)[1]))
+    from swapgraph.nodes.swap_model import load_model as real_load
+    monkeypatch.setattr(swap_module, "load_model_cached", lambda path, device: (IdentityModel(), real_load(path, device)[1]))
     out = tmp_path / "same.mkv"
     r = run_swap(cli, shot, model_dir, out, "--set", "out.codec=ffv1")
     assert r.code == 0, r.err
