@@ -52,8 +52,9 @@ def held_bucket(wanted: list[str], hold: int) -> str:
     """The model bucket in use given a track's wanted buckets in a window, oldest first.
 
     The bucket of the most recent run of equal consecutive entries that is at least
-    ``hold`` long; if no run is that long, the most common entry (ties: the one seen
-    most recently).
+    ``hold`` long; if no run is that long, the most common entry, ties going to the one
+    seen first in the window: the best stand-in for "the model already in use", so
+    neither a track's second frame nor an even mix of flickers switches the model.
     """
     if not wanted:
         raise ValueError("held_bucket: no entries")
@@ -67,7 +68,7 @@ def held_bucket(wanted: list[str], hold: int) -> str:
         end = start
     counts = Counter(wanted)
     most = max(counts.values())
-    return next(w for w in reversed(wanted) if counts[w] == most)
+    return next(w for w in wanted if counts[w] == most)
 
 
 class SwapParams(Params):
@@ -84,11 +85,12 @@ class Swap(Node):
     so once), held per track so the model does not flip on a threshold. The rule looks
     only at the track's wanted buckets in the last 2 x hold frames: the model is that of
     the most recent run of at least ``hold`` consecutive faces wanting one bucket; if no
-    run is that long, the bucket most faces in the window want (ties: the latest). So a
-    new bucket takes over once it has lasted ``hold`` frames, and a flicker shorter than
-    ``hold`` never switches the model while the window still holds ``hold`` frames of the
-    bucket in use. Where no such run is left (flickers crowding the window, or a track's
-    first frames) the majority decides, which can switch it. bf16 on CUDA.
+    run is that long, the bucket most faces in the window want (ties: the one seen first
+    in the window, the stand-in for the model in use). So a new bucket takes over once it
+    has lasted ``hold`` frames, and a flicker shorter than ``hold`` never switches the
+    model while the window still holds ``hold`` frames of the bucket in use. Where no
+    such run is left (flickers crowding the window) a clear majority decides, which can
+    switch it. bf16 on CUDA.
 
     Pre-roll: 2 x hold - 1 frames (9 by default): the model for frame n depends only on
     the faces of frames n - pre-roll .. n.

@@ -111,7 +111,10 @@ class TestSwapNode:
         assert held_bucket([f, f, f, q, q, q], 3) == q
         assert held_bucket([q, q, q, f, s, f], 3) == q  # flickers after it do not count
         assert held_bucket([f, q, f, q, q], 3) == q  # no run that long: the most common
-        assert held_bucket([f, q, q, f], 3) == f  # ... ties: the latest
+        assert held_bucket([f, q, q, f], 3) == f  # ... ties: the first seen in the window
+        assert held_bucket([q, f, f, q], 3) == q
+        assert held_bucket([f, q], 3) == f  # a track's second frame does not switch
+        assert held_bucket([f, q, f, f, q, q], 3) == f  # nor an even mix of flickers
         assert Swap.preroll(SwapParams(model="m")) == 9 and Swap.preroll(SwapParams(model="m", hold=1)) == 1
 
     def test_model_choice_is_exact_after_the_preroll(self, tmp_path, monkeypatch):
