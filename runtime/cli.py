@@ -55,8 +55,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     show = not args.quiet and sys.stderr.isatty()
     bar = None
 
+    hook = getattr(args, "progress_hook", None)  # a farm worker reports to the render's bar
+
     def progress(done: int, total: int | None) -> None:
         nonlocal bar
+        if hook is not None:
+            hook(done)
         if not show:
             return
         if bar is None:
@@ -128,7 +132,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
             bar = tqdm(total=total, unit="frame", desc=f"{plan.graph.name} ({len(plan.chunks)} chunks)",
                        dynamic_ncols=True, file=sys.stderr)
-        bar.update(done - bar.n)
+        bar.update(max(0, done - bar.n))  # workers' reports arrive on another thread, maybe late
 
     def log(line: str) -> None:
         if not args.quiet:

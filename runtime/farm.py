@@ -327,16 +327,20 @@ def run_chunk(args: list[str], cpus: int | None = None, run_id: str = "") -> dic
     from .cli import build_parser, cmd_run
 
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    dask_worker = None
     try:
         try:
             from distributed import get_worker
 
-            worker = get_worker().address
+            dask_worker = get_worker()
+            worker = dask_worker.address
         except (ImportError, ValueError):
             pass
         os.environ["SWAPGRAPH_RENDER_ID"] = run_id  # recorded in the manifest
         ns = build_parser().parse_args(args)
         ns.cpus = cpus
+        if dask_worker is not None:
+            ns.progress_hook = _progress_reporter(dask_worker, run_id, args[args.index("--frames") + 1])
         cmd_run(ns)
     except SwapgraphError as exc:
         raise ChunkFailed(worker, str(exc), exc.exit_code) from None
@@ -347,6 +351,21 @@ def run_chunk(args: list[str], cpus: int | None = None, run_id: str = "") -> dic
     if doc is None:
         raise ChunkFailed(worker, f"{manifest}: the chunk ran but wrote no manifest", 1)
     return doc
+
+
+PROGRESS_TOPIC = "swapgraph-progress"
+
+
+def _progress_reporter(worker, run_id: str, chunk: str, every: float = 0.5) -> Callable[[int], None]:
+    """Frames done in this chunk, sent to the render's client as Dask events (twice a second)."""
+    last = [0.0]
+
+    def report(done: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every:
+            last[0] = now
+            worker.log_event(PROGRESS_TOPIC, {"run": run_id, "chunk": chunk, "done": done})
+    return report
 
 
 # --- render -------------------------------------------------------------------------------
@@ -424,16 +443,31 @@ def render(plan: RenderPlan, *, workers: int | None = None, scheduler: str | Non
                                      resources={"GPU": 1} if gpu else None, pure=False,
                                      workers=others or None, allow_other_workers=not others)
 
+            in_flight: dict[str, int] = {}  # chunk frames -> frames done, from the workers' events
+            finished = [done_frames]
+            closed: set[str] = set()  # chunks already counted whole: late events are ignored
+
+            def on_event(event) -> None:
+                msg = event[1] if isinstance(event, tuple) else event
+                if isinstance(msg, dict) and msg.get("run") == run_id and msg.get("chunk") not in closed:
+                    in_flight[msg["chunk"]] = int(msg["done"])
+                    if on_progress:
+                        on_progress(finished[0] + sum(in_flight.values()), plan.frames)
+
+            client.subscribe_topic(PROGRESS_TOPIC, on_event)
             futures = {submit(c, set()): c for c in todo}
             queue = as_completed(list(futures))
             for future in queue:
                 c = futures.pop(future)
+                in_flight.pop(f"{c.first}-{c.last}", None)
                 if future.status == "finished":
+                    closed.add(f"{c.first}-{c.last}")
                     future.result()
                     done_frames += c.frames
+                    finished[0] = done_frames
                     plan.done.add(c)
                     if on_progress:
-                        on_progress(done_frames, plan.frames)
+                        on_progress(done_frames + sum(in_flight.values()), plan.frames)
                     continue
                 exc = future.exception()
                 exit_code = getattr(exc, "exit_code", 1)

@@ -26,7 +26,7 @@ import torch
 from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, stream_facts, swapgraph_subprocess, write_clip
 from swapgraph.nodes.face import SmoothLandmarks
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
-from swapgraph.runtime.farm import plan_chunks, read_manifest
+from swapgraph.runtime.farm import make_plan, plan_chunks, read_manifest, render
 from swapgraph.runtime.graph import load_graph_document, validate_graph
 from swapgraph.runtime.registry import default_registry
 
@@ -184,7 +184,12 @@ def test_a_worker_killed_during_a_chunk_is_retried_and_every_frame_lands(farm, t
 
 def test_plan_commands_run_one_by_one_then_join_give_the_render(farm, cli, tmp_path):
     rendered = tmp_path / "rendered.mkv"
-    assert cli(*render_args(farm, rendered, "--chunk-size", "24")).code == 0
+    plan = make_plan(GRAPHS / "swap.json", farm["args"][1::2], rendered, chunk_size=24, batch_size=BATCH)
+    seen: list[int] = []
+    render(plan, on_progress=lambda done, total: seen.append((done, total)), log=lambda line: None)
+    # one bar over all chunks: frames as the worker reports them, up to the shot's frames
+    assert seen[-1] == (FRAMES, FRAMES) and {t for _, t in seen} == {FRAMES}
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and any(0 < d < FRAMES for d, _ in seen)
     planned = tmp_path / "planned.mkv"
     r = cli(*render_args(farm, planned, "--chunk-size", "24", "--plan"))
     assert r.code == 0, r.err
