@@ -2,7 +2,9 @@
 # The GPU tier and the GPU benchmarks in one run, for a session lent a GPU machine.
 # Here first (the GPU machine has no network): fetch the wheels its image lacks,
 #   echo /.whl/ >> .git/info/exclude
-#   ../shared/tools/gpu-wheels.sh .whl/core av kornia kornia_rs pydantic pydantic_core annotated_types typing_inspection
+#   ../shared/tools/gpu-wheels.sh .whl/core av kornia kornia_rs pydantic pydantic_core annotated_types typing_inspection \
+#       dask distributed cloudpickle toolz partd locket fsspec msgpack psutil sortedcontainers tblib tornado zict \
+#       click pyyaml jinja2 markupsafe urllib3 importlib_metadata zipp packaging
 # then run this with carry [".whl"], e.g. timeout_s 540:
 #   bash bench/gpu_session.sh
 # Everything it prints also lands in $OUT/gpu.log.
@@ -17,7 +19,7 @@ python3 -m pip install -q --no-deps --no-build-isolation --no-index --target /tm
 export PYTHONPATH=/tmp/site:$PWD/tests
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-echo "== GPU tier and CUDA-parametrised tests"
+echo "== GPU tier (with the render farm on a GPU worker) and CUDA-parametrised tests"
 timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/nodes/test_resample.py \
     tests/runtime/test_executor.py -k "gpu or cuda or device" -x 2>&1 | tail -15
 echo "== training throughput"
