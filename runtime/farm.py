@@ -214,8 +214,8 @@ class RenderPlan:
         args = ["run", str(self.graph_path)]
         for o in self.overrides:
             args += ["--set", o]
-        args += ["--set", f"{self.node}.path={self.chunk_output(c)}", "--frames", f"{c.first}-{c.last}", "--batch-size", str(self.batch_size),
-                 "--manifest", str(self.chunk_manifest(c)), "--render-frames", f"{self.first}-{self.last}",
+        args += ["--set", f"{self.node}.path={self.chunk_output(c)}", "--frames", f"{c.first}-{c.last}",
+                 "--batch-size", str(self.batch_size), "--manifest", str(self.chunk_manifest(c)), "--render-frames", f"{self.first}-{self.last}",
                  "--quiet"]
         if self.device:
             args += ["--device", self.device]
@@ -408,11 +408,61 @@ def _needs_gpu(plan: RenderPlan, client) -> bool:
     return False
 
 
+def run_jobs(client, jobs: dict[str, tuple], fn: Callable[..., Any], *, retries: int, prefix: str = "swapgraph",
+             resources: dict[str, float] | None = None, on_done: Callable[[str, Any], None] | None = None,
+             log: Callable[[str], None] = print) -> dict[str, int]:
+    """Run ``fn(*args)`` for every job on the client's workers; return each job's attempts.
+
+    A job that fails (``ChunkFailed`` with exit code 1, or any error) is retried up to
+    ``retries`` times, each time on workers it has not failed on while there are any.
+    A user error (exit code 2: bad input, a full disk) stops everything at once: another
+    worker would fail the same way. A worker that dies mid-job is Dask's to replace, and
+    its job runs again elsewhere without counting as a try.
+    """
+    from distributed import as_completed
+
+    workers = list(client.scheduler_info().get("workers", {}))
+    attempts = {name: 0 for name in jobs}
+    failed_on: dict[str, set[str]] = {name: set() for name in jobs}
+
+    def submit(name: str):
+        attempts[name] += 1
+        others = [w for w in workers if w not in failed_on[name]]
+        return client.submit(fn, *jobs[name], key=f"{prefix}-{name}-{attempts[name]}", resources=resources,
+                             pure=False, workers=others or None, allow_other_workers=not others)
+
+    futures = {submit(name): name for name in jobs}
+    queue = as_completed(list(futures))
+    for future in queue:
+        name = futures.pop(future)
+        if future.status == "finished":
+            if on_done:
+                on_done(name, future.result())
+            continue
+        exc = future.exception()
+        exit_code = getattr(exc, "exit_code", 1)
+        where = getattr(exc, "worker", "")
+        failed_on[name].add(where)
+        if exit_code == 2 or attempts[name] > retries:
+            for f in futures:
+                f.cancel()
+            reason = exc.message if isinstance(exc, ChunkFailed) else f"{type(exc).__name__}: {exc}"
+            tries = f" after {attempts[name]} tries" if attempts[name] > 1 else ""
+            err = (UsageError if exit_code == 2 else SwapgraphError)(f"{name} failed{tries}: {reason}")
+            err.exit_code = 2 if exit_code == 2 else 1
+            raise err
+        elsewhere = " on another worker" if len(workers) > len(failed_on[name]) else ""
+        log(f"render: {name} failed on {where or 'a worker'} ({exc}); retrying{elsewhere}")
+        retry = submit(name)
+        futures[retry] = name
+        queue.add(retry)
+    return attempts
+
+
 def render(plan: RenderPlan, *, workers: int | None = None, scheduler: str | None = None, retries: int = 2,
            on_progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the plan's unfinished chunks on Dask, then join them into ``plan.out``."""
     import torch
-    from distributed import as_completed
 
     plan.chunks_dir.mkdir(parents=True, exist_ok=True)
     for stale in plan.chunks_dir.glob(".chunk-*.partial-*"):  # left by a killed run
@@ -422,29 +472,18 @@ def render(plan: RenderPlan, *, workers: int | None = None, scheduler: str | Non
     log(f"render: frames {plan.first}-{plan.last} in {len(plan.chunks)} chunks; {len(plan.done)} already done, "
         f"{len(todo)} to run")
     run_id = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
-    done_frames = sum(c.frames for c in plan.done)
+    finished = [sum(c.frames for c in plan.done)]
     if on_progress:
-        on_progress(done_frames, plan.frames)
+        on_progress(finished[0], plan.frames)
     started = time.perf_counter()
-    attempts: dict[Chunk, int] = {}
+    attempts: dict[str, int] = {}
     if todo:
-        local_gpu = torch.cuda.is_available()
         workers = workers or 1
-        client, cluster = _cluster(workers, scheduler, gpu=local_gpu and not scheduler)
+        client, cluster = _cluster(workers, scheduler, gpu=torch.cuda.is_available() and not scheduler)
         try:
-            gpu = _needs_gpu(plan, client)
-            worker_list = list(client.scheduler_info().get("workers", {}))
             cpus = max(1, (os.cpu_count() or 1) // workers) if cluster is not None else None
-
-            def submit(c: Chunk, avoid: set[str]):
-                attempts[c] = attempts.get(c, 0) + 1
-                others = [w for w in worker_list if w not in avoid]
-                return client.submit(run_chunk, plan.run_args(c), cpus, run_id, key=f"{plan.key[:12]}-{c.name}-{attempts[c]}",
-                                     resources={"GPU": 1} if gpu else None, pure=False,
-                                     workers=others or None, allow_other_workers=not others)
-
-            in_flight: dict[str, int] = {}  # chunk frames -> frames done, from the workers' events
-            finished = [done_frames]
+            by_name = {f"chunk {c.name} (frames {c.first}-{c.last})": c for c in todo}
+            in_flight: dict[str, int] = {}  # "A-B" -> frames done, from the workers' events
             closed: set[str] = set()  # chunks already counted whole: late events are ignored
 
             def on_event(event) -> None:
@@ -454,39 +493,19 @@ def render(plan: RenderPlan, *, workers: int | None = None, scheduler: str | Non
                     if on_progress:
                         on_progress(finished[0] + sum(in_flight.values()), plan.frames)
 
-            client.subscribe_topic(PROGRESS_TOPIC, on_event)
-            futures = {submit(c, set()): c for c in todo}
-            queue = as_completed(list(futures))
-            for future in queue:
-                c = futures.pop(future)
+            def on_done(name: str, manifest: dict[str, Any]) -> None:
+                c = by_name[name]
+                closed.add(f"{c.first}-{c.last}")
                 in_flight.pop(f"{c.first}-{c.last}", None)
-                if future.status == "finished":
-                    closed.add(f"{c.first}-{c.last}")
-                    future.result()
-                    done_frames += c.frames
-                    finished[0] = done_frames
-                    plan.done.add(c)
-                    if on_progress:
-                        on_progress(done_frames + sum(in_flight.values()), plan.frames)
-                    continue
-                exc = future.exception()
-                exit_code = getattr(exc, "exit_code", 1)
-                failed_on = {getattr(exc, "worker", "")}
-                if exit_code == 2 or attempts[c] > retries:
-                    for f in futures:
-                        f.cancel()
-                    reason = exc.message if isinstance(exc, ChunkFailed) else f"{type(exc).__name__}: {exc}"
-                    tries = f" after {attempts[c]} tries" if attempts[c] > 1 else ""
-                    err = (UsageError if exit_code == 2 else MediaError if isinstance(exc, OSError) else
-                           SwapgraphError)(f"chunk {c.name} (frames {c.first}-{c.last}) failed{tries}: {reason}")
-                    err.exit_code = 2 if exit_code == 2 else 1
-                    raise err
-                elsewhere = " on another worker" if len(worker_list) > 1 else ""
-                log(f"render: chunk {c.name} failed on {next(iter(failed_on)) or 'a worker'} ({exc}); "
-                    f"retrying{elsewhere}")
-                retry = submit(c, failed_on)
-                futures[retry] = c
-                queue.add(retry)
+                finished[0] += c.frames
+                plan.done.add(c)
+                if on_progress:
+                    on_progress(finished[0] + sum(in_flight.values()), plan.frames)
+
+            client.subscribe_topic(PROGRESS_TOPIC, on_event)
+            attempts = run_jobs(client, {name: (plan.run_args(c), cpus, run_id) for name, c in by_name.items()},
+                                run_chunk, retries=retries, prefix=plan.key[:12],
+                                resources={"GPU": 1} if _needs_gpu(plan, client) else None, on_done=on_done, log=log)
         finally:
             client.close()
             if cluster is not None:

@@ -95,3 +95,29 @@ def write_photo_faceset(folder: Path, photo: str, faces: int = 40, seed: int = 0
                                 "frame_from_crop": [[1, 0, 0], [0, 1, 0]]}) + "\n")
     (folder / "faceset.json").write_text(json.dumps({"crop": 256, "coverage": 160, "faces": faces}))
     return folder
+
+
+def fails_once_per_marker(marker: str) -> str:
+    """A Dask job for the farm's retry tests: the first run (no marker file yet) fails on its
+    worker, leaving that worker's address in the marker; later runs return their worker."""
+    from distributed import get_worker
+
+    from swapgraph.runtime.farm import ChunkFailed
+
+    me = get_worker().address
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(me)
+        raise ChunkFailed(me, "the first try fails", 1)
+    return me
+
+
+def fails_as_user_error(marker: str) -> str:
+    """A Dask job that fails with a user error (exit code 2), counting its tries in ``marker``."""
+    from distributed import get_worker
+
+    from swapgraph.runtime.farm import ChunkFailed
+
+    path = Path(marker)
+    path.write_text(str(int(path.read_text() or 0) + 1) if path.exists() else "1")
+    raise ChunkFailed(get_worker().address, "the disk is full", 2)

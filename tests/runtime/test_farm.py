@@ -282,6 +282,36 @@ def test_chunks_sit_on_batch_boundaries():
     assert [(c.first, c.last) for c in plan_chunks(5, 40, 16)] == [(5, 15), (16, 31), (32, 40)]
 
 
+def test_a_failed_chunk_is_retried_on_another_worker(tmp_path):
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from helpers import fails_as_user_error, fails_once_per_marker
+    from swapgraph.runtime.errors import SwapgraphError
+    from swapgraph.runtime.farm import run_jobs
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        jobs = {f"job {i}": (str(tmp_path / f"marker{i}"),) for i in range(3)}
+        ran_on, logged = {}, []
+        attempts = run_jobs(client, jobs, fails_once_per_marker, retries=1,
+                            on_done=lambda name, worker: ran_on.update({name: worker}), log=logged.append)
+        assert attempts == {name: 2 for name in jobs} and len(logged) == 3
+        for i, name in enumerate(jobs):  # each retry ran on the worker the job had not failed on
+            assert ran_on[name] != (tmp_path / f"marker{i}").read_text()
+        assert all("retrying on another worker" in line for line in logged)
+
+        with pytest.raises(SwapgraphError, match="job 9 failed: the first try fails") as info:
+            run_jobs(client, {"job 9": (str(tmp_path / "marker9"),)}, fails_once_per_marker, retries=0, log=print)
+        assert info.value.exit_code == 1
+
+        # a user error would fail anywhere: no retry, exit code 2
+        with pytest.raises(SwapgraphError, match="the disk is full") as info:
+            run_jobs(client, {"full": (str(tmp_path / "tries"),)}, fails_as_user_error, retries=3, log=print)
+        assert info.value.exit_code == 2 and (tmp_path / "tries").read_text() == "1"
+
+
 def test_a_worker_loads_each_model_once(farm, tmp_path):
     from swapgraph.nodes import swap_model
 
