@@ -342,10 +342,15 @@ def run_chunk(args: list[str], cpus: int | None = None, run_id: str = "") -> dic
         if dask_worker is not None:
             ns.progress_hook = _progress_reporter(dask_worker, run_id, args[args.index("--frames") + 1])
         cmd_run(ns)
+        failure = None
     except SwapgraphError as exc:
-        raise ChunkFailed(worker, str(exc), exc.exit_code) from None
+        failure = ChunkFailed(worker, str(exc), exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - every failure reaches the render as one line
-        raise ChunkFailed(worker, f"{type(exc).__name__}: {exc}", 1) from None
+        failure = ChunkFailed(worker, f"{type(exc).__name__}: {exc}", 1)
+    if failure is not None:
+        # raised outside the handler, so it carries no chain of library exceptions that Dask
+        # could not send back (PyAV's do not unpickle): the render gets it as it is
+        raise failure
     manifest = Path(args[args.index("--manifest") + 1])
     doc = read_manifest(manifest)
     if doc is None:

@@ -324,3 +324,61 @@ def test_a_worker_loads_each_model_once(farm, tmp_path):
     assert other is not first
     save_model(copy, SwapModel("lite-64"), ModelInfo(preset="lite-64", size=64))  # retrained: loaded afresh
     assert swap_model.load_model_cached(copy)[0] is not other
+
+
+def test_an_h264_render_joins_into_one_stream_that_plays(farm, cli, tmp_path):
+    """Chunks of libx264 with B-frames: the join moves each chunk's timestamps into place
+    and keeps decode order monotonic, and the audio is the plate's."""
+    single, joined = tmp_path / "single.mp4", tmp_path / "joined.mp4"
+    sets = ["--set", f"plate.path={farm['shot']}", "--batch-size", str(BATCH)]
+    assert cli("run", GRAPHS / "transcode.json", *sets, "--set", f"out.path={single}", "--quiet").code == 0
+    r = cli("render", GRAPHS / "transcode.json", *sets, "--out", joined, "--chunk-size", "16", "--quiet")
+    assert r.code == 0, r.err
+    with av.open(str(joined)) as c:
+        packets = [p for p in c.demux(c.streams.video[0]) if p.size]
+        assert c.streams.video[0].codec_context.name == "h264" and c.metadata.get("synthetic_media") == "true"
+    dts = [p.dts for p in packets]
+    assert dts == sorted(dts) and len(set(dts)) == len(dts)
+    assert sum(p.is_keyframe for p in packets) >= 4  # every chunk starts on a keyframe
+    frames, pts = decode_all(joined)
+    want, want_pts = decode_all(single)
+    assert pts == want_pts and len(frames) == FRAMES
+    # re-encoded per chunk, so not bit-equal to the single run, but the same pictures
+    mse = np.mean((frames.astype(float) - want.astype(float)) ** 2)
+    assert 10 * np.log10(255 ** 2 / mse) > 38
+    facts, plate = stream_facts(joined), stream_facts(farm["shot"])
+    assert facts["audio"][0]["codec"] == "aac"
+    assert facts["audio"][0]["duration"] == pytest.approx(plate["audio"][0]["duration"], abs=0.03)
+
+
+def test_render_on_a_scheduler_whose_workers_offer_a_gpu_resource(farm, cli, tmp_path):
+    """--scheduler: chunks go to that cluster's workers; workers that advertise GPU=1 make
+    each chunk ask for it (one at a time per GPU), on `device: auto`."""
+    import logging
+
+    from distributed import LocalCluster
+
+    single, rendered = tmp_path / "single.mkv", tmp_path / "rendered.mkv"
+    sets = ["--set", f"plate.path={farm['shot']}", "--set", "out.codec=ffv1", "--batch-size", str(BATCH)]
+    assert cli("run", GRAPHS / "transcode.json", *sets, "--set", f"out.path={single}", "--quiet").code == 0
+    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None, silence_logs=logging.ERROR,
+                      resources={"GPU": 1}) as cluster:
+        r = cli("render", GRAPHS / "transcode.json", *sets, "--out", rendered, "--chunk-size", "16",
+                "--scheduler", cluster.scheduler_address)
+        assert r.code == 0, r.err
+        # one GPU, two task threads: chunks still ran one at a time
+        docs = manifests(tmp_path / "rendered.mkv.chunks")
+        assert len(docs) == 4 and len({d["pid"] for d in docs}) == 1
+    assert np.array_equal(decode_all(rendered)[0], decode_all(single)[0])
+    r = cli("render", GRAPHS / "transcode.json", *sets, "--out", rendered, "--scheduler", "tcp://127.0.0.1:9")
+    assert r.code == 2 and "--scheduler" in r.error_lines[-1]
+
+
+def test_a_render_on_a_full_disk_stops_with_one_line_and_leaves_nothing(farm, tmp_path):
+    out = tmp_path / "full.mkv"
+    proc = subprocess.run([sys.executable, "-m", "swapgraph.runtime.cli", *render_args(farm, out, "--chunk-size", "32")],
+                          capture_output=True, text=True, preexec_fn=_limited(50_000), timeout=600)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and len(errors) == 1 and "disk is full" in errors[0], proc.stderr
+    chunks = tmp_path / "full.mkv.chunks"
+    assert not out.exists() and not list(chunks.glob("*.manifest.json")) and not list(chunks.glob(".*partial*"))
