@@ -265,7 +265,6 @@ def make_plan(graph_path: Path, overrides: Sequence[str], out: Path, *, chunk_si
         raise UsageError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     if chunk_size < 1:
         raise UsageError(f"--chunk-size {chunk_size}: expected a positive number of frames")
-    _check_writable(out.parent, "--out")
     bs = batch_size or graph.settings.batch_size
     # chunk boundaries on whole batches: no chunk decodes a batch only to drop most of it
     size = max(bs, (chunk_size + bs - 1) // bs * bs)
@@ -472,6 +471,16 @@ def render(plan: RenderPlan, *, workers: int | None = None, scheduler: str | Non
     plan.chunks_dir.mkdir(parents=True, exist_ok=True)
     for stale in plan.chunks_dir.glob(".chunk-*.partial-*"):  # left by a killed run
         _remove(stale)
+    # chunks of another plan (another chunk size or range, or another graph): the render owns
+    # its chunks folder, and join would refuse a mix
+    names = {c.name for c in plan.chunks}
+    for manifest in plan.chunks_dir.glob("chunk-*.manifest.json"):
+        doc = read_manifest(manifest)
+        name = manifest.name.removesuffix(".manifest.json")
+        if name not in names or doc is None or doc.get("render_key") != plan.key:
+            output = manifest_output(manifest, doc) if doc else manifest.with_name(name + plan.suffix)
+            for path in (manifest, output, sidecar_path(output)):
+                _remove(path)
     plan.done = {c for c in plan.chunks if chunk_is_done(plan.chunk_manifest(c), plan.key, c.first, c.last)}
     todo = [c for c in plan.chunks if c not in plan.done]
     log(f"render: frames {plan.first}-{plan.last} in {len(plan.chunks)} chunks; {len(plan.done)} already done, "

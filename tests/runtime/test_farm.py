@@ -26,7 +26,7 @@ import torch
 from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, stream_facts, swapgraph_subprocess, write_clip
 from swapgraph.nodes.face import SmoothLandmarks
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
-from swapgraph.runtime.farm import make_plan, plan_chunks, read_manifest, render
+from swapgraph.runtime.farm import chunk_is_done, make_plan, plan_chunks, read_manifest, render
 from swapgraph.runtime.graph import load_graph_document, validate_graph
 from swapgraph.runtime.registry import default_registry
 
@@ -125,9 +125,22 @@ def test_chunked_render_on_two_local_workers_is_the_single_run(farm, cli, tmp_pa
     r = cli(*render_args(farm, out, "--chunk-size", "16", "--workers", "2"))
     assert r.code == 0, r.err
     assert "4 already done, 0 to run" in r.err
-    # a changed param is another graph: every chunk runs again
-    r = cli(*render_args(farm, out, "--chunk-size", "16", "--set", "color.strength=0.5", "--plan"))
-    assert r.code == 0 and r.out.count("swapgraph run ") == 4
+    # another chunk size is another plan: its chunks replace the old ones in the folder
+    r = cli(*render_args(farm, out, "--chunk-size", "32", "--workers", "2"))
+    assert r.code == 0, r.err
+    assert "0 already done, 2 to run" in r.err
+    assert [d["frames"] for d in manifests(out.with_name("render.mkv.chunks"))] == [[0, 31], [32, 63]]
+    assert sorted(p.name for p in out.with_name("render.mkv.chunks").glob("*.mkv")) == [
+        "chunk-000000-000031.mkv", "chunk-000032-000063.mkv"]
+    assert_same_frames(farm, out)
+    # a changed param is another graph: none of these chunks counts as done for it
+    chunks = out.with_name("render.mkv.chunks")
+    same = make_plan(GRAPHS / "swap.json", farm["args"][1::2], out, chunk_size=32, batch_size=BATCH)
+    other = make_plan(GRAPHS / "swap.json", [*farm["args"][1::2], "color.strength=0.5"], out, chunk_size=32,
+                      batch_size=BATCH)
+    assert other.key != same.key
+    assert all(chunk_is_done(same.chunk_manifest(c), same.key, c.first, c.last) for c in same.chunks)
+    assert not any(chunk_is_done(other.chunk_manifest(c), other.key, c.first, c.last) for c in other.chunks)
 
 
 def test_a_killed_render_reruns_only_the_unfinished_chunks(farm, tmp_path):
