@@ -17,6 +17,7 @@ from swapgraph.runtime.ports import BUCKETS, FaceCrops, Masks
 
 from .align import model_input
 from .resample import resize_images
+from . import swap_model
 from .swap_model import ModelError, SwapModel, bank_models, load_model_cached
 
 
@@ -120,6 +121,7 @@ class Swap(Node):
 
     def open(self, ctx: RunContext) -> None:
         self.models: dict[str, tuple[SwapModel, Any]] = {}
+        read_before = swap_model.MODELS_READ[0]
         for bucket, path in bank_models(Path(self.params.model)).items():
             model, info = load_model_cached(path, self.device)  # once per process: farm workers reuse it
             self.models[bucket] = (model, info)
@@ -127,7 +129,9 @@ class Swap(Node):
         self.wanted: dict[int, deque[tuple[int, str]]] = {}
         self.frame: int | None = None
         self.warned: set[str] = set()
-        self.counts = {"faces_swapped": 0, **{f"faces_{b}": 0 for b in self.models}}
+        self.counts = {"faces_swapped": 0, **{f"faces_{b}": 0 for b in self.models},
+                       # 0 when this process had them already (a farm worker's later chunks)
+                       "models_read": swap_model.MODELS_READ[0] - read_before}
 
     def _model_bucket(self, track: int, bucket: str, frame: int) -> str:
         """The model bucket for a face of ``track`` in source frame ``frame`` (frames in order)."""

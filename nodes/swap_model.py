@@ -216,6 +216,8 @@ def load_model(folder: Path, device: torch.device | str = "cpu") -> tuple[SwapMo
 
 _CACHE: "collections.OrderedDict[tuple, tuple[SwapModel, ModelInfo]]" = collections.OrderedDict()
 _CACHE_LOCK = threading.Lock()
+#: models this process has read from disk (the rest came from the cache)
+MODELS_READ = [0]
 
 
 def load_model_cached(folder: Path, device: torch.device | str = "cpu", keep: int = 8) -> tuple[SwapModel, ModelInfo]:
@@ -238,6 +240,7 @@ def load_model_cached(folder: Path, device: torch.device | str = "cpu", keep: in
             return _CACHE[key]
     loaded = load_model(folder, device)
     with _CACHE_LOCK:
+        MODELS_READ[0] += 1
         _CACHE[key] = loaded
         while len(_CACHE) > keep:
             _CACHE.popitem(last=False)

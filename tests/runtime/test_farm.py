@@ -114,6 +114,7 @@ def test_chunked_render_on_two_local_workers_is_the_single_run(farm, cli, tmp_pa
     assert [d["frames"] for d in docs] == [[0, 15], [16, 31], [32, 47], [48, 63]]
     assert len({d["render_key"] for d in docs}) == 1 and all(d["output_sha256"] and d["graph_hash"] for d in docs)
     assert len({d["pid"] for d in docs}) == 2  # both workers rendered chunks
+    assert sum(d["stats"]["swap"]["models_read"] for d in docs) == 2  # each worker read the model once
     facts, single = stream_facts(out), stream_facts(farm["single"])
     assert facts["frames"] == FRAMES and facts["metadata"].get("SYNTHETIC_MEDIA") == "true"
     assert [a["codec"] for a in facts["audio"]] == [a["codec"] for a in single["audio"]] == ["aac"]
