@@ -70,14 +70,27 @@ def face_region_masks(crops: FaceCrops, mode: Literal["hull", "no_forehead"]) ->
     return torch.from_numpy(masks).to(crops.crops.device, torch.float32)[:, None]
 
 
+def square_morphology(masks: torch.Tensor, grow: int) -> torch.Tensor:
+    """Dilate (``grow`` > 0) or erode (< 0) by a (2|grow| + 1)-pixel square.
+
+    A square's max (min) is a row max of column maxes, so this is two 1-D max-pools; the
+    image's outside never counts (as kornia's geodesic border). Equal to
+    ``kornia.morphology.dilation/erosion`` with a square kernel (tested), at a few percent
+    of its time: kornia shifts the image once per kernel cell (289 shifts for 8 px).
+    """
+    r = abs(grow)
+    sign = 1.0 if grow > 0 else -1.0
+    x = masks * sign
+    x = torch.nn.functional.max_pool2d(x, (1, 2 * r + 1), stride=1, padding=(0, r))
+    x = torch.nn.functional.max_pool2d(x, (2 * r + 1, 1), stride=1, padding=(r, 0))
+    return x * sign
+
+
 def grow_and_feather(masks: torch.Tensor, grow: int, feather: float) -> torch.Tensor:
     """Dilate (``grow`` > 0) or erode (< 0) by ``grow`` pixels, then blur with a Gaussian of
     sigma ``feather`` pixels (separable). masks: (N, 1, S, S) in [0, 1]."""
     if grow:
-        k = 2 * abs(grow) + 1
-        kernel = torch.ones(k, k, device=masks.device)
-        op = kornia.morphology.dilation if grow > 0 else kornia.morphology.erosion
-        masks = op(masks, kernel)
+        masks = square_morphology(masks, grow)
     if feather > 0:
         k = 2 * int(3 * feather) + 1
         masks = kornia.filters.gaussian_blur2d(masks, (k, k), (feather, feather), border_type="constant")

@@ -13,7 +13,7 @@ from swapgraph.nodes import swap as swap_module
 from swapgraph.nodes.align import crop_from_frame_matrices, cut_crops, invert_affine
 from swapgraph.nodes.color import correct_colour, skin_masks
 from swapgraph.nodes.face import FaceAnalyzer
-from swapgraph.nodes.mask import crop_landmarks, polygon_masks, regions
+from swapgraph.nodes.mask import crop_landmarks, polygon_masks, regions, square_morphology
 from swapgraph.nodes.swap import Swap, SwapParams, held_bucket, nearest_bucket
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
 from swapgraph.runtime.images import rgb_to_tensor
@@ -255,3 +255,16 @@ def test_seamless_blend_changes_only_the_face(grace_crops):
     far = torch.ones(plate.shape[-2:], dtype=torch.bool)
     far[max(0, y0 - 40):y1 + 40, max(0, x0 - 40):x1 + 40] = False
     assert (out - plate)[0][:, far].abs().max() <= 1 / 255 + 1e-6  # the plate away from it did not
+
+
+@pytest.mark.parametrize("grow", [1, -3, 8, -8])
+def test_square_grow_and_shrink_equal_kornia_morphology(grow):
+    import kornia
+
+    torch.manual_seed(grow + 10)
+    k = 2 * abs(grow) + 1
+    op = kornia.morphology.dilation if grow > 0 else kornia.morphology.erosion
+    for masks in (torch.rand(3, 1, 48, 40), (torch.rand(3, 1, 48, 40) > 0.3).float()):
+        got = square_morphology(masks, grow)
+        assert torch.equal(got, op(masks, torch.ones(k, k)))
+        assert not torch.equal(got, masks)
