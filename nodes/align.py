@@ -122,19 +122,43 @@ def paste_crops(images: torch.Tensor, crops: torch.Tensor, rows: torch.Tensor, f
     images: (B, 3, H, W); crops: (N, 3, S, S); rows: (N,) long; frame_from_crop: (N, 2, 3);
     masks: (N, 1, S, S) in [0, 1], 1 = take the crop (default: the whole crop). Crops are
     pasted in order, so a later face covers an earlier one. Returns new (B, 3, H, W).
+
+    Each crop is warped only onto the window of the frame it covers (the bounding box of
+    its corners, one size for the batch), not onto the whole frame, so the cost follows
+    the faces' size, not the plate's.
     """
     check_shape(crops, ["N", 3, "S", "S"], "crops")
     out = images.clone()
+    if not len(rows):
+        return out
     h, w = images.shape[-2:]
+    s = crops.shape[-1]
     if masks is None:
         masks = torch.ones_like(crops[:, :1])
-    m = frame_from_crop.to(crops)
-    warped = kornia.geometry.transform.warp_affine(crops, m, (h, w), mode="bilinear", padding_mode="zeros",
+    fc = frame_from_crop.detach().to("cpu", torch.float64)
+    corners = torch.tensor([[0, 0, 1], [s - 1, 0, 1], [0, s - 1, 1], [s - 1, s - 1, 1]], dtype=torch.float64)
+    pts = corners @ fc.transpose(1, 2)  # (N, 4, 2) frame pixels
+    # bilinear sampling reaches one crop pixel past the corners: that far in frame pixels
+    reach = fc[:, :, :2].abs().sum(2).amax(1, keepdim=True).ceil() + 1
+    lo = (pts.amin(1).floor() - reach).clamp_min(0)
+    hi = pts.amax(1).ceil() + reach
+    x0, y0 = lo[:, 0].long().clamp_max(w - 1), lo[:, 1].long().clamp_max(h - 1)
+    ww = int((hi[:, 0].clamp_max(w - 1) - x0 + 1).clamp_min(1).max())
+    wh = int((hi[:, 1].clamp_max(h - 1) - y0 + 1).clamp_min(1).max())
+    window_from_crop = fc.clone()
+    window_from_crop[:, 0, 2] -= x0
+    window_from_crop[:, 1, 2] -= y0
+    m = window_from_crop.to(crops)
+    warped = kornia.geometry.transform.warp_affine(crops, m, (wh, ww), mode="bilinear", padding_mode="zeros",
                                                    align_corners=True)
-    alpha = kornia.geometry.transform.warp_affine(masks.to(crops), m, (h, w), mode="bilinear",
+    alpha = kornia.geometry.transform.warp_affine(masks.to(crops), m, (wh, ww), mode="bilinear",
                                                   padding_mode="zeros", align_corners=True)
     for i, r in enumerate(rows.tolist()):
-        out[r] = out[r] * (1 - alpha[i]) + warped[i] * alpha[i]
+        ya, xa = int(y0[i]), int(x0[i])
+        yb, xb = min(h, ya + wh), min(w, xa + ww)
+        a = alpha[i, :, :yb - ya, :xb - xa]
+        region = out[r, :, ya:yb, xa:xb]
+        out[r, :, ya:yb, xa:xb] = region * (1 - a) + warped[i, :, :yb - ya, :xb - xa] * a
     return out
 
 

@@ -516,6 +516,25 @@ class TestAlignment:
         centroid = ((xs * w).sum() / w.sum(), (ys * w).sum() / w.sum())
         assert math.dist((float(centroid[0]), float(centroid[1])), want) < 0.05  # sub-pixel exact
 
+    def test_windowed_paste_equals_a_whole_frame_warp(self):
+        import kornia
+
+        torch.manual_seed(3)
+        frames = torch.rand(3, 3, 200, 260)
+        crops, masks = torch.rand(4, 3, 64, 64), torch.rand(4, 1, 64, 64)
+        # faces inside, across the left and bottom edges, and a small far one
+        m = torch.from_numpy(np.stack([similarity(20, 1.3, 60, 50), similarity(-35, 1.0, -30, 120),
+                                       similarity(5, 2.1, 150, 110), similarity(0, 0.4, 230, 10)]))
+        rows = torch.tensor([0, 1, 1, 2])
+        got = paste_crops(frames, crops, rows, m, masks)
+        want = frames.clone()
+        full = kornia.geometry.transform.warp_affine(crops, m.float(), (200, 260), align_corners=True)
+        alpha = kornia.geometry.transform.warp_affine(masks, m.float(), (200, 260), align_corners=True)
+        for i, r in enumerate(rows.tolist()):
+            want[r] = want[r] * (1 - alpha[i]) + full[i] * alpha[i]
+        assert (got - want).abs().max() < 1e-4
+        assert (got - frames).abs().amax((1, 2, 3)).min() > 0.1  # every frame got a face
+
     def test_model_input_is_the_central_coverage(self):
         crops = torch.zeros(2, 3, 256, 256)
         crops[..., 48:208, 48:208] = 1.0
