@@ -605,30 +605,31 @@ def join_chunks(folder: Path, out: Path, *, expect: RenderPlan | None = None) ->
         if have != want or docs[0]["render_key"] != expect.key:
             raise MediaError(f"{folder}: the chunks there ({len(have)}) are not the plan's ({len(want)}); "
                              "rerun the render")
-    if Path(docs[0]["encode"]["suffix"]).suffix.lower() != out.suffix.lower() and docs[0]["encode"]["suffix"] != out.suffix:
-        raise UsageError(f"--out {out.name}: the chunks are {docs[0]['encode']['suffix']} files; give a "
-                         f"{docs[0]['encode']['suffix']} name")
+    from swapgraph.nodes.video import _container_format
+
+    suffix = docs[0]["encode"]["suffix"]
+    if _container_format(Path("x" + suffix)) != _container_format(out):
+        raise UsageError(f"--out {out.name}: the chunks are {suffix} files; give the output a {suffix} name")
     _check_writable(out.parent, "--out")
     out.parent.mkdir(parents=True, exist_ok=True)
     source = Path(docs[0]["source"])
     index = probe_video(source)
     shot_first, shot_end = docs[0]["first_pts"], docs[-1]["end_pts"]
     tb = Fraction(docs[0]["time_base"])
-    encode = _encode_params(docs[0])
     expected = sum(d["frame_count"] for d in docs)
     if expected != docs[-1]["frames"][1] - docs[0]["frames"][0] + 1:
         raise MediaError(f"{folder}: the chunks hold {expected} frames for frames {docs[0]['frames'][0]}-"
                          f"{docs[-1]['frames'][1]}; rerun the chunks whose manifests disagree")
     temp = temp_path_for(out)
-    written = 0
+    container = None
     try:
         container = open_output(temp, out)
         with disk_errors(out):
             with av.open(str(manifest_output(*found[0]))) as first:
                 vstream = container.add_stream_from_template(first.streams.video[0])
-            audio = AudioMuxer(container, out, Audio(source, list(index.audio), float((shot_first - index.info.start_pts) * tb),
-                                                     float((shot_end - index.info.start_pts) * tb)),
-                               encode["audio"], encode["audio_bitrate"])
+            seconds = lambda pts: float((pts - index.info.start_pts) * tb)  # noqa: E731
+            audio = AudioMuxer(container, out, Audio(source, list(index.audio), seconds(shot_first), seconds(shot_end)),
+                               **_encode_params(docs[0]))
             last_dts = None
             for path, doc in found:
                 chunk_file = str(manifest_output(path, doc))
@@ -636,19 +637,19 @@ def join_chunks(folder: Path, out: Path, *, expect: RenderPlan | None = None) ->
                     starts = [p.pts for p in chunk.demux(chunk.streams.video[0]) if p.size and p.pts is not None]
                 with av.open(chunk_file) as chunk:
                     vs = chunk.streams.video[0]
+                    # the chunk's frames go where they are in the shot, in the chunk stream's units
                     shift = int(round((doc["first_pts"] - shot_first) * tb / vs.time_base)) - min(starts)
                     for packet in chunk.demux(vs):
                         if packet.size == 0 or packet.pts is None:
                             continue
                         packet.pts += shift
                         if packet.dts is not None:
-                            packet.dts += shift
-                            if last_dts is not None and packet.dts <= last_dts:
-                                packet.dts = min(last_dts + 1, packet.pts)
-                            last_dts = packet.dts
+                            dts = packet.dts + shift
+                            if last_dts is not None and dts <= last_dts:
+                                dts = min(last_dts + 1, packet.pts)  # keep decode order rising
+                            packet.dts = last_dts = dts
                         packet.stream = vstream
                         container.mux(packet)
-                        written += 1
                 audio.pump(float((doc["end_pts"] - shot_first) * tb))
             audio.close()
             container.close()
@@ -657,22 +658,28 @@ def join_chunks(folder: Path, out: Path, *, expect: RenderPlan | None = None) ->
         if counted != expected:
             raise MediaError(f"{out}: the joined file has {counted} frames, the chunks {expected}; nothing was "
                              "written; rerun the render")
-        summary = {"frames": expected, "chunks": [{"frames": d["frames"], "output_sha256": d["output_sha256"],
-                                                   "host": d.get("host"), "seconds": d.get("seconds")}
-                                                  for d in docs],
-                   "render_key": docs[0]["render_key"], "params": docs[0].get("params"),
-                   "node_devices": docs[0].get("devices"), "preroll": docs[0].get("preroll"),
-                   "batch_size": docs[0].get("batch_size")}
-        sidecar = sidecar_document(out, summary, graph_hash=docs[0]["graph_hash"], graph_name=Path(docs[0]["graph"] or "graph").stem,
-                                   graph_path=Path(docs[0]["graph"]) if docs[0].get("graph") else None,
-                                   node_id=docs[0]["node"], extra={"source": str(source),
-                                                                   "source_frames": [docs[0]["frames"][0], docs[-1]["frames"][1]],
-                                                                   "frames_written": counted, "codec": docs[0]["encode"]["codec"],
-                                                                   "audio": audio.modes_used, "joined_from": str(Path(folder).resolve())})
+        first_doc = docs[0]
+        summary = {"frames": expected, "render_key": first_doc["render_key"], "params": first_doc.get("params"),
+                   "node_devices": first_doc.get("devices"), "preroll": first_doc.get("preroll"),
+                   "batch_size": first_doc.get("batch_size"),
+                   "chunks": [{"frames": d["frames"], "output_sha256": d["output_sha256"], "host": d.get("host"),
+                               "seconds": d.get("seconds")} for d in docs]}
+        extra = {"source": str(source), "source_frames": [first_doc["frames"][0], docs[-1]["frames"][1]],
+                 "frames_written": counted, "codec": first_doc["encode"]["codec"], "audio": audio.modes_used,
+                 "joined_from": str(Path(folder).resolve())}
+        graph = first_doc.get("graph")
+        sidecar = sidecar_document(out, summary, graph_hash=first_doc["graph_hash"],
+                                   graph_name=Path(graph).stem if graph else "graph",
+                                   graph_path=Path(graph) if graph else None, node_id=first_doc["node"], extra=extra)
         with disk_errors(out):
             write_json_atomic(sidecar_path(out), sidecar)
             os.replace(temp, out)
     except BaseException:
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # already closed, or the disk is full: the file goes anyway
+                pass
         temp.unlink(missing_ok=True)
         raise
     return {"frames": counted, "chunks": len(docs), "output": str(out), "audio": audio.modes_used}
@@ -681,4 +688,4 @@ def join_chunks(folder: Path, out: Path, *, expect: RenderPlan | None = None) ->
 def _encode_params(doc: dict[str, Any]) -> dict[str, Any]:
     """The rendered Encode node's audio settings, from a chunk's recorded params."""
     p = doc.get("params", {}).get(doc["node"], {})
-    return {"audio": p.get("audio", "auto"), "audio_bitrate": p.get("audio_bitrate", 192_000)}
+    return {"mode": p.get("audio", "auto"), "bitrate": p.get("audio_bitrate", 192_000)}
