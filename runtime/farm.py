@@ -393,9 +393,13 @@ def _cluster(workers: int | None, scheduler: str | None, gpu: bool):
         "distributed.scheduler.work-stealing": False,
     })
     if scheduler:
-        try:
-            return Client(scheduler, timeout="20s"), None
-        except OSError as exc:
+        from urllib.parse import urlsplit
+
+        where = urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+        try:  # a refused connection fails at once here; Dask's client would retry until its timeout
+            socket.create_connection((where.hostname or "localhost", where.port or 8786), timeout=10).close()
+            return Client(scheduler, timeout="30s"), None
+        except (OSError, ValueError) as exc:
             raise UsageError(f"--scheduler {scheduler}: cannot reach it ({exc}); check the address and that "
                              "`dask scheduler` runs there") from None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
