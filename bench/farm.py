@@ -35,7 +35,7 @@ import torch
 
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
 from swapgraph.runtime.executor import Executor
-from swapgraph.runtime.farm import make_plan, render
+from swapgraph.runtime.farm import make_plan, read_manifest, render
 from swapgraph.runtime.graph import load_graph_document, validate_graph
 from swapgraph.runtime.registry import default_registry
 
@@ -89,9 +89,14 @@ def main() -> None:
             result = render(plan, workers=workers, log=lambda line: None)
             timings[workers] = time.perf_counter() - t0
             same = np.array_equal(frames_of(out), reference)
+            docs = [read_manifest(m) for m in sorted(plan.chunks_dir.glob("*.manifest.json"))]
+            runs = sum(d["seconds"] for d in docs)
             print(f"render, {workers} worker{'s' if workers > 1 else ' '}:    {timings[workers]:7.1f} s  "
                   f"({args.frames / timings[workers]:.2f} frames/s; {result['chunks']} chunks; "
                   f"{'same frames as the one run' if same else 'FRAMES DIFFER from the one run'})")
+            rest = f"; the rest (cluster start, worker imports, join) {timings[1] - runs:.1f} s" if workers == 1 else ""
+            each = " + ".join(f"{d['seconds']:.1f}" for d in docs)
+            print(f"    the chunks' own runs: {each} s{rest}")
         print(f"\ncost of chunking (render with 1 worker / one run):   {timings[1] / single:.2f}x the time")
         print(f"gain from a second worker (1 worker / 2 workers):     {timings[1] / timings[2]:.2f}x")
         print(f"render with 2 workers against one run:                {single / timings[2]:.2f}x the speed")
