@@ -352,7 +352,27 @@ def one_euro_window(entries: Iterable[tuple[float, np.ndarray, float]], min_cuto
 
 # --- nodes -----------------------------------------------------------------------------
 
-class DetectFacesParams(Params):
+class BucketParams(Params):
+    """The orientation-bucket params DetectFaces and SmoothLandmarks share (SmoothLandmarks
+    re-measures buckets on the smoothed landmarks)."""
+
+    frontal_max_yaw: float = Field(20, gt=0, lt=90, description="|yaw| below this is frontal (degrees)")
+    side_min_yaw: float = Field(55, gt=0, le=90, description="|yaw| from this is side (degrees)")
+    bucket_margin: float = Field(5, ge=0, le=30, description="hysteresis: degrees past a threshold before a "
+                                                             "face changes bucket")
+    bucket_window: int = Field(15, ge=1, le=300, description="frames of a track's |yaw| averaged to decide the "
+                                                             "bucket a face near a threshold keeps")
+
+    def bucket_tracker(self, node_id: str) -> BucketTracker:
+        """The windowed bucket rule these params describe; NodeError when the thresholds cross."""
+        if self.side_min_yaw <= self.frontal_max_yaw:
+            raise NodeError(f"node {node_id!r}: side_min_yaw ({self.side_min_yaw}) must exceed frontal_max_yaw "
+                            f"({self.frontal_max_yaw}); fix the thresholds")
+        return BucketTracker(BucketRule(self.frontal_max_yaw, self.side_min_yaw, self.bucket_margin),
+                             self.bucket_window)
+
+
+class DetectFacesParams(BucketParams):
     max_faces: int = Field(4, ge=1, le=32, description="faces looked for per frame")
     min_confidence: float = Field(0.5, gt=0, lt=1, description="detector score below which a face is ignored")
     min_face_size: float = Field(24, ge=8, description="smallest face side kept, in frame pixels")
@@ -364,12 +384,6 @@ class DetectFacesParams(Params):
     workers: int = Field(0, ge=0, le=256, description="worker processes; 0 = the CPU cores less two (at least one), "
                                                       "1 = in this process")
     max_missing: int = Field(15, ge=0, le=1000, description="frames a track survives without its face")
-    frontal_max_yaw: float = Field(20, gt=0, lt=90, description="|yaw| below this is frontal (degrees)")
-    side_min_yaw: float = Field(55, gt=0, le=90, description="|yaw| from this is side (degrees)")
-    bucket_margin: float = Field(5, ge=0, le=30, description="hysteresis: degrees past a threshold before a "
-                                                             "face changes bucket")
-    bucket_window: int = Field(15, ge=1, le=300, description="frames of a track's |yaw| averaged to decide the "
-                                                             "bucket a face near a threshold keeps")
 
     @field_validator("keep")
     @classmethod
@@ -419,15 +433,12 @@ class DetectFaces(Node):
 
     def open(self, ctx: RunContext) -> None:
         p = self.params
-        if p.side_min_yaw <= p.frontal_max_yaw:
-            raise NodeError(f"node {self.id!r}: side_min_yaw ({p.side_min_yaw}) must exceed frontal_max_yaw "
-                            f"({p.frontal_max_yaw}); fix the thresholds")
+        self.buckets = p.bucket_tracker(self.id)
         # auto: the cores less two for the other stages (decode, encode, the GPU's feeder);
         # on a small machine that is one, in this process, which beats a pool there
         workers = p.workers or max(1, ctx.cpus - 2)
         self.analyzer = FaceAnalyzer(workers, p.detector, p.min_confidence, p.detect_size)
         self.tracker = FaceTracker(max_missing=p.max_missing)
-        self.buckets = BucketTracker(BucketRule(p.frontal_max_yaw, p.side_min_yaw, p.bucket_margin), p.bucket_window)
         self.keep = parse_keep(p.keep)
         self.counts = {"frames": 0, "frames_with_face": 0, "frames_without_face": 0,
                        "frames_with_several_faces": 0, "faces": 0, "faces_at_frame_edge": 0}
@@ -471,15 +482,10 @@ class DetectFaces(Node):
         return {**counts, "tracks": len(self.track_ids)} if counts else {}
 
 
-class SmoothLandmarksParams(Params):
+class SmoothLandmarksParams(BucketParams):
     min_cutoff: float = Field(1.0, gt=0, le=30, description="One-Euro cutoff for a still face (Hz): lower smooths more")
     beta: float = Field(2.0, ge=0, le=100, description="how fast the cutoff opens with speed (per face size/s)")
     d_cutoff: float = Field(1.0, gt=0, le=30, description="cutoff of the speed estimate (Hz)")
-    frontal_max_yaw: float = Field(20, gt=0, lt=90, description="as DetectFaces: buckets are re-measured on the "
-                                                                "smoothed landmarks")
-    side_min_yaw: float = Field(55, gt=0, le=90, description="as DetectFaces")
-    bucket_margin: float = Field(5, ge=0, le=30, description="as DetectFaces")
-    bucket_window: int = Field(15, ge=1, le=300, description="as DetectFaces, on the smoothed landmarks")
     window: int = Field(30, ge=2, le=600, description="frames of history the filter runs over; raise it for frame "
                                                       "rates above 30")
 
@@ -513,10 +519,9 @@ class SmoothLandmarks(Node):
         return (params.window - 1) + (params.bucket_window - 1)
 
     def open(self, ctx: RunContext) -> None:
-        p = self.params
         # track -> (frame, time s, raw landmarks, face scale) of its current run of consecutive frames
         self.history: dict[int, deque[tuple[int, float, np.ndarray, float]]] = {}
-        self.buckets = BucketTracker(BucketRule(p.frontal_max_yaw, p.side_min_yaw, p.bucket_margin), p.bucket_window)
+        self.buckets = self.params.bucket_tracker(self.id)
 
     def process(self, faces: Faces) -> dict[str, Any]:
         p = self.params

@@ -700,3 +700,14 @@ class TestResampleWithFaces:
             node.open(None)
             out = node.process(frames, faces)
             assert tuple(out["frames"].pixels.shape[-2:]) == want
+
+
+def test_crossed_bucket_thresholds_are_refused_by_both_face_nodes():
+    from swapgraph.nodes.face import DetectFacesParams, SmoothLandmarks, SmoothLandmarksParams
+    from swapgraph.runtime.errors import NodeError
+    from swapgraph.runtime.node import RunContext
+
+    for cls, params in ((DetectFaces, DetectFacesParams), (SmoothLandmarks, SmoothLandmarksParams)):
+        node = cls("n", params(frontal_max_yaw=40, side_min_yaw=30), torch.device("cpu"))
+        with pytest.raises(NodeError, match="side_min_yaw .* must exceed frontal_max_yaw"):
+            node.open(RunContext())
