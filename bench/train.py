@@ -32,6 +32,8 @@ import torch.nn.functional as F
 
 from swapgraph.nodes.swap_model import PRESETS, SwapModel
 from swapgraph.nodes.training import FACE_OVAL, TrainConfig, Trainer
+from swapgraph.runtime.errors import UsageError
+from swapgraph.runtime.executor import resolve_device
 
 FACES = 32  # per synthetic faceset; batches sample with replacement, so the count does not move throughput
 VAL_FACES = 4  # held out by the Trainer and never sampled here
@@ -112,12 +114,12 @@ def bf16_peak(device: torch.device) -> float | None:
     return next((peak for key, peak in BF16_PEAK if key in name), None)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: torch sees no CUDA device; use --device cpu or auto")
-    return torch.device(name)
+def bench_device(name: str) -> torch.device:
+    """``--device`` as a run resolves it (``auto`` picks CUDA when present); exits when CUDA is absent."""
+    try:
+        return resolve_device(name, None, ("cpu", "cuda"))
+    except UsageError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def bench_preset(preset: str, batch: int, steps: int, warmup: int, repeat: int, device: torch.device,
@@ -153,7 +155,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the model on the swapgraph side")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = ap.parse_args()
-    device = resolve_device(args.device)
+    device = bench_device(args.device)
     cuda = device.type == "cuda"
     batch = args.batch if args.batch is not None else (64 if cuda else 8)
     steps = args.steps if args.steps is not None else (30 if cuda else 5)

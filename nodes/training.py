@@ -35,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from swapgraph.runtime.errors import SwapgraphError, UsageError
+from swapgraph.runtime.executor import resolve_device
 from swapgraph.runtime.images import write_png
 from swapgraph.runtime.ports import BUCKETS
 
@@ -264,14 +265,6 @@ class TrainingError(SwapgraphError, RuntimeError):
     exit_code = 1
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: torch sees no CUDA device; use --device cpu or auto")
-    return torch.device(name)
-
-
 class Trainer:
     """One training run of a :class:`SwapModel` on two facesets; see the module docstring."""
 
@@ -282,7 +275,7 @@ class Trainer:
             raise UsageError("say when to stop: --steps N, --minutes M or --until plateau")
         self.cfg = cfg
         self.say = log
-        self.device = _device(cfg.device)
+        self.device = resolve_device(cfg.device, None, ("cpu", "cuda"))
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.size = PRESETS[cfg.preset].size
