@@ -42,6 +42,31 @@ def _load(args: argparse.Namespace, probe: bool = True):
     return validate_graph(doc, default_registry(), path=path, overrides=getattr(args, "set", None) or [], probe=probe)
 
 
+class _FrameBar:
+    """A frames progress bar on stderr, made at the first report and only on a terminal.
+
+    It never goes back: a farm's workers report from another thread, maybe late.
+    """
+
+    def __init__(self, wanted: bool, desc: str) -> None:
+        self.show = wanted and sys.stderr.isatty()
+        self.desc = desc
+        self.bar = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.show:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="frame", desc=self.desc, dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(max(0, done - self.bar.n))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     graph = _load(args)
     print(f"ok: {args.graph}: {len(graph.nodes)} nodes ({', '.join(graph.order)}), hash {graph.hash[:12]}")
@@ -52,22 +77,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .executor import Executor
 
     graph = _load(args)
-    show = not args.quiet and sys.stderr.isatty()
-    bar = None
-
+    bar = _FrameBar(not args.quiet, graph.name)
     hook = getattr(args, "progress_hook", None)  # a farm worker reports to the render's bar
 
     def progress(done: int, total: int | None) -> None:
-        nonlocal bar
         if hook is not None:
             hook(done)
-        if not show:
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="frame", desc=graph.name, dynamic_ncols=True, file=sys.stderr)
-        bar.update(done - bar.n)
+        bar(done, total)
 
     frames = _parse_range(args.frames)
     node = None
@@ -85,8 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = executor.run()
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if args.manifest:
         from .farm import render_key, write_manifest
 
@@ -120,19 +135,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         for line in plan_commands(plan):
             print(line)
         return 0
-    show = not args.quiet and sys.stderr.isatty()
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if not show:
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="frame", desc=f"{plan.graph.name} ({len(plan.chunks)} chunks)",
-                       dynamic_ncols=True, file=sys.stderr)
-        bar.update(max(0, done - bar.n))  # workers' reports arrive on another thread, maybe late
+    bar = _FrameBar(not args.quiet, f"{plan.graph.name} ({len(plan.chunks)} chunks)")
 
     def log(line: str) -> None:
         if not args.quiet:
@@ -140,10 +143,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     try:
         result = render(plan, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
-                        on_progress=progress, log=log)
+                        on_progress=bar, log=log)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if args.clean:
         import shutil
 
