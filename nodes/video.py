@@ -403,16 +403,6 @@ class AudioMuxer:
             self.audio_in = None
 
 
-def disk_error(path: Path, exc: OSError) -> MediaError | None:
-    """A clear error for a write that failed because the disk (or a file-size limit) is full."""
-    no = getattr(exc, "errno", None)
-    text = str(exc).lower()
-    if no in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or "no space left" in text or "file too large" in text:
-        return MediaError(f"{path}: the disk is full ({exc}); nothing was written under that name; "
-                          "fix: free space on that disk or write the output elsewhere")
-    return None
-
-
 class VideoWriter:
     """Encode RGB frames to a file under a temporary name, remuxing the source's audio.
 
@@ -507,14 +497,17 @@ class VideoWriter:
 
 @contextlib.contextmanager
 def disk_errors(path: Path) -> Iterator[None]:
-    """Turn a failed write on a full disk into one clear MediaError."""
+    """Turn a write to ``path`` that failed because the disk (or a file-size limit) is full
+    into one clear MediaError; other errors pass as they are."""
     try:
         yield
     except OSError as exc:
-        clear = disk_error(path, exc)
-        if clear is None:
+        text = str(exc).lower()
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and "no space left" not in text \
+                and "file too large" not in text:
             raise
-        raise clear from None
+        raise MediaError(f"{path}: the disk is full ({exc}); nothing was written under that name; "
+                         "fix: free space on that disk or write the output elsewhere") from None
 
 
 def open_output(temp: Path, final: Path) -> av.container.OutputContainer:

@@ -126,11 +126,11 @@ class Executor:
                  on_progress: Callable[[int, int | None], None] | None = None) -> None:
         self.graph = graph
         requested = device or graph.settings.device
-        self.ctx = RunContext(frame_range=frame_range, batch_size=batch_size or graph.settings.batch_size,
-                              graph_hash=graph.hash, graph_name=graph.name, graph_path=graph.path,
-                              preroll=graph.preroll(), cpus=cpus or os.cpu_count() or 1)
         #: frames before the first output frame each node's inputs must cover (the rest is skipped)
         self.need = graph.input_prerolls()
+        self.ctx = RunContext(frame_range=frame_range, batch_size=batch_size or graph.settings.batch_size,
+                              graph_hash=graph.hash, graph_name=graph.name, graph_path=graph.path,
+                              preroll=max(self.need.values(), default=0), cpus=cpus or os.cpu_count() or 1)
         self.nodes: dict[str, Node] = {
             nid: b.cls(nid, b.params, resolve_device(requested, b.device, b.cls.schema.devices))
             for nid, b in graph.nodes.items()

@@ -39,7 +39,9 @@ DEFAULT_CHUNK_SIZE = 96
 def output_node(graph: Graph, node: str | None = None) -> str:
     """The Encode node a render writes: ``node``, or the graph's only Encode; every other
     sink is refused, since chunks cannot share one."""
-    sinks = [nid for nid in graph.order if graph.dag.out_degree(nid) == 0 and graph.nodes[nid].cls.schema.outputs == {}]
+    from .node import Sink
+
+    sinks = [nid for nid in graph.order if issubclass(graph.nodes[nid].cls, Sink)]
     encodes = [nid for nid in sinks if graph.nodes[nid].cls.type_name() == "Encode"]
     if node is not None:
         if node not in encodes:
