@@ -1,13 +1,20 @@
-"""Colour correction of swapped faces against the plate's own face, measured on skin only.
+"""Colour correction of swapped faces against the plate's own face, inside the pixels the
+model rendered.
 
 The classic transfer matches the mean and deviation of the whole crop in Lab, which
 tints the eyes, brows, lips and beard with the skin's shift. ``lab-stats`` and
-``histogram`` measure and apply the transfer only on skin: the face oval less the mesh
-regions of the eyes, brows and lips, so those keep their colour exactly.
+``histogram`` measure the skin's transfer on skin only (the face oval less the mesh
+regions of the eyes, brows and lips) and give each feature group (eyes, brows, lips) a
+transfer of its own, measured between the model's and the plate's same feature: the
+model's features take the plate's colour and light as its skin does, without the skin's
+shift, and the weights of skin and features blend smoothly, so no edge appears between
+them. Every correction changes only the square the model rendered
+(``FaceCrops.rendered_size``); the plate's pixels around it are never touched.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 import kornia
@@ -17,9 +24,11 @@ from pydantic import Field
 from swapgraph.runtime.node import Node, NodeSchema, Params, Port
 from swapgraph.runtime.ports import FaceCrops
 
-from .mask import crop_landmarks, grow_and_feather, polygon_masks, regions
+from .mask import crop_landmarks, grow_and_feather, polygon_masks, regions, rendered_fade
 
 EXCLUDED = ("left_eye", "right_eye", "left_eyebrow", "right_eyebrow", "lips")
+FEATURES = {"eyes": ("left_eye", "right_eye"), "brows": ("left_eyebrow", "right_eyebrow"), "lips": ("lips",)}
+MIN_FEATURE_PIXELS = 24  # fewer (a closed eye, a profile) and the feature follows the skin's transfer
 
 
 def skin_masks(crops: FaceCrops) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,6 +44,14 @@ def skin_masks(crops: FaceCrops) -> tuple[torch.Tensor, torch.Tensor]:
     return (oval * (1 - feats)).to(device), feats.to(device)
 
 
+def feature_masks(crops: FaceCrops) -> dict[str, torch.Tensor]:
+    """``{group: (N, 1, S, S) in {0, 1}}`` for the groups of ``FEATURES`` (eyes, brows, lips)."""
+    pts = crop_landmarks(crops)
+    r = regions()
+    return {g: torch.from_numpy(polygon_masks(pts, [r[n] for n in names], crops.crop_size)).float()[:, None]
+            .to(crops.crops.device) for g, names in FEATURES.items()}
+
+
 def _masked_stats(lab: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     w = mask.expand_as(lab)
     n = w.sum((2, 3), keepdim=True).clamp_min(1)
@@ -43,12 +60,17 @@ def _masked_stats(lab: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return mean, var.sqrt().clamp_min(1e-3)
 
 
-def transfer_lab_stats(src: torch.Tensor, ref: torch.Tensor, measure: torch.Tensor) -> torch.Tensor:
+def transfer_lab_stats(src: torch.Tensor, ref: torch.Tensor, measure: torch.Tensor,
+                       max_ratio: float | None = None) -> torch.Tensor:
     """Lab crops ``src`` (N, 3, S, S) with the mean and deviation of Lab crops ``ref``, both
-    measured where ``measure`` (N, 1, S, S) is 1. Returns the corrected Lab image."""
+    measured where ``measure`` (N, 1, S, S) is 1. Returns the corrected Lab image.
+    ``max_ratio`` bounds how much a deviation may be scaled (either way)."""
     ms, ss = _masked_stats(src, measure)
     mr, sr = _masked_stats(ref, measure)
-    return (src - ms) / ss * sr + mr
+    ratio = sr / ss
+    if max_ratio is not None:
+        ratio = ratio.clamp(1 / max_ratio, max_ratio)
+    return (src - ms) * ratio + mr
 
 
 def transfer_histogram(src: torch.Tensor, ref: torch.Tensor, measure: torch.Tensor, levels: int = 64) -> torch.Tensor:
@@ -70,52 +92,67 @@ def transfer_histogram(src: torch.Tensor, ref: torch.Tensor, measure: torch.Tens
     return out
 
 
+def _rendered_box(crops: FaceCrops) -> tuple[Any, ...]:
+    """Index of the square the model rendered, for (..., S, S) tensors."""
+    pad = (crops.crop_size - crops.rendered_size) // 2
+    return (..., slice(pad, pad + crops.rendered_size), slice(pad, pad + crops.rendered_size))
+
+
 def correct_colour(source: torch.Tensor, reference: torch.Tensor, crops: FaceCrops,
                    method: Literal["lab-stats", "histogram", "whole-crop", "none"], strength: float) -> torch.Tensor:
-    """Colour-corrected ``source`` crops (N, 3, S, S) in [0, 1]; see the module docstring."""
+    """Colour-corrected ``source`` crops (N, 3, S, S) in [0, 1]; see the module docstring.
+
+    ``reference``: the plate's crops of the same faces. Only the rendered square changes;
+    pixels outside it stay bit-identical.
+    """
     if method == "none" or strength == 0 or not len(crops):
         return source
-    if method == "whole-crop":
-        src_lab, ref_lab = kornia.color.rgb_to_lab(source), kornia.color.rgb_to_lab(reference)
-        everywhere = torch.ones_like(source[:, :1])
-        lab = transfer_lab_stats(src_lab, ref_lab, everywhere)
-        out = kornia.color.lab_to_rgb(src_lab + (lab - src_lab) * strength).clamp(0, 1)
-        return out
-    skin, feats = skin_masks(crops)
-    # fade in over the skin, and exactly nothing on eyes, brows and lips
-    weight = grow_and_feather(skin, -2, 2.0) * (1 - feats)
-    # only the box around the batch's skin is converted to Lab and back: outside it the
-    # weight is 0 and the crops stay as they are (about half a crop's pixels are skipped)
-    inside = ((skin + weight) > 0).any(0)[0]
-    rows, cols = inside.any(1).nonzero(), inside.any(0).nonzero()
-    if not len(rows):
-        return source
-    box = (..., slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    box = _rendered_box(crops)
     src_lab, ref_lab = kornia.color.rgb_to_lab(source[box]), kornia.color.rgb_to_lab(reference[box])
-    fn = transfer_lab_stats if method == "lab-stats" else transfer_histogram
-    lab = fn(src_lab, ref_lab, skin[box])
-    w = weight[box]
-    mixed = src_lab + (lab - src_lab) * (w * strength)
+    if method == "whole-crop":  # the classic: one transfer measured over everything the model rendered
+        lab = transfer_lab_stats(src_lab, ref_lab, torch.ones_like(src_lab[:, :1]))
+    else:
+        skin, _ = skin_masks(crops)
+        skin = skin[box]
+        fn = transfer_lab_stats if method == "lab-stats" else transfer_histogram
+        lab_skin = fn(src_lab, ref_lab, skin)
+        # each feature its own transfer (model's feature -> plate's feature); the weights of
+        # skin and features are soft and sum to 1, so the corrected face has no inner edge
+        mixed = torch.zeros_like(src_lab)
+        left = torch.ones_like(src_lab[:, :1])
+        for mask in feature_masks(crops).values():
+            hard = mask[box]
+            enough = (hard.sum((1, 2, 3)) >= MIN_FEATURE_PIXELS)[:, None, None, None]
+            lab_f = torch.where(enough, transfer_lab_stats(src_lab, ref_lab, hard, max_ratio=2.0), lab_skin)
+            # inside the feature only: its transfer is wrong for the skin around it
+            w = grow_and_feather(hard, 0, 0.7) * hard * left
+            mixed = mixed + w * lab_f
+            left = left - w
+        lab = mixed + left * lab_skin
     out = source.clone()
-    out[box] = torch.where(w > 0, kornia.color.lab_to_rgb(mixed).clamp(0, 1), source[box])
-    return out  # untouched pixels stay bit-identical
+    out[box] = kornia.color.lab_to_rgb(src_lab + (lab - src_lab) * strength).clamp(0, 1)
+    return out
 
 
 class ColorCorrectParams(Params):
     method: Literal["lab-stats", "histogram", "whole-crop", "none"] = Field(
-        "lab-stats", description="lab-stats: Lab mean/deviation on skin; histogram: masked histogram match; "
-                                 "whole-crop: the classic transfer over the whole crop; none")
+        "lab-stats", description="lab-stats: Lab mean/deviation on skin, eyes, brows and lips each their own; "
+                                 "histogram: the skin's histograms instead; whole-crop: the classic transfer over "
+                                 "everything the model rendered; none")
     strength: float = Field(1.0, ge=0, le=1, description="0 leaves the swap as it is, 1 applies the full transfer")
 
 
 class ColorCorrect(Node):
-    """Match the swapped face's colour to the plate's face, on skin only.
+    """Match the swapped face's colour to the plate's face, inside the square the model rendered.
 
     ``crops`` are the swapped crops, ``reference`` the plate's crops of the same faces.
-    ``lab-stats`` (default) transfers Lab mean and deviation measured and applied on skin
-    (the face oval less the mesh regions of eyes, brows and lips, which keep their colour
-    exactly); ``histogram`` matches histograms there; ``whole-crop`` is the classic
-    whole-crop transfer, kept as a baseline.
+    ``lab-stats`` (default) transfers Lab mean and deviation measured on skin (the face
+    oval less eyes, brows and lips) to the whole rendered square, and gives eyes, brows and
+    lips each the transfer measured between the model's and the plate's same feature, so
+    they are neither left in the model's raw colours nor tinted with the skin's shift;
+    ``histogram`` matches the skin's histograms instead; ``whole-crop`` is the classic
+    transfer over everything rendered, kept as a baseline. Pixels outside the rendered
+    square (the plate's own) are never changed.
     """
 
     schema = NodeSchema(inputs={"crops": Port(FaceCrops, "swapped crops"),
@@ -128,8 +165,6 @@ class ColorCorrect(Node):
     def process(self, crops: FaceCrops, reference: FaceCrops) -> dict[str, Any]:
         out = correct_colour(crops.crops, reference.crops.to(crops.crops.device), crops, self.params.method,
                              self.params.strength)
-        from dataclasses import replace
-
         return {"crops": replace(crops, crops=out)}
 
 
@@ -178,16 +213,13 @@ class MatchDetail(Node):
     params: MatchDetailParams
 
     def process(self, crops: FaceCrops, reference: FaceCrops) -> dict[str, Any]:
-        from dataclasses import replace
-
         if not len(crops) or self.params.strength == 0:
             return {"crops": crops}
-        from .mask import box_masks
-
-        # the model rendered only the central coverage: measure and change detail there
-        rendered = box_masks(crops)
+        # the model rendered only the central square: measure and change detail there, fading
+        # to nothing before its edge, where the blur would see the plate's pixels beyond it
+        fade = rendered_fade(crops, 3.0)
         skin, _ = skin_masks(crops)
         ref = reference.crops.to(crops.crops.device)
-        sharp = match_detail(crops.crops, ref, skin * rendered, max_gain=self.params.max_gain)
-        out = crops.crops + (sharp - crops.crops) * (rendered * self.params.strength)
+        sharp = match_detail(crops.crops, ref, skin * (fade >= 1 - 1e-6), max_gain=self.params.max_gain)
+        out = crops.crops + (sharp - crops.crops) * (fade * self.params.strength)
         return {"crops": replace(crops, crops=out)}

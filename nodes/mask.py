@@ -8,6 +8,8 @@ and feathered with a separable Gaussian on the crops' device.
 from __future__ import annotations
 
 import json
+import math
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from swapgraph.runtime.node import Issue, Node, NodeSchema, Params, Port
+from swapgraph.runtime.node import Issue, Node, NodeSchema, Params, Port, RunContext
 from swapgraph.runtime.ports import FaceCrops, Masks
 
 REGIONS_FILE = Path(__file__).with_name("mesh_regions.json")
@@ -98,12 +100,32 @@ def grow_and_feather(masks: torch.Tensor, grow: int, feather: float) -> torch.Te
 
 
 def box_masks(crops: FaceCrops) -> torch.Tensor:
-    """The classic mask: the model's central coverage square, (N, 1, S, S) in {0, 1}."""
-    s, c = crops.crop_size, crops.coverage
+    """The classic mask: the square each crop's model rendered (``crops.rendered_size``,
+    central), (N, 1, S, S) in {0, 1}. Outside it a swapped crop holds the plate's pixels."""
+    s, c = crops.crop_size, crops.rendered_size
     pad = (s - c) // 2
     m = torch.zeros(len(crops), 1, s, s, device=crops.crops.device)
     m[..., pad:pad + c, pad:pad + c] = 1.0
     return m
+
+
+def rendered_fade(crops: FaceCrops, sigma: float) -> torch.Tensor:
+    """1 well inside the rendered square, falling smoothly to exactly 0 at its edge and
+    outside it: (N, 1, S, S) in [0, 1]. The square is shrunk by 3 ``sigma`` and blurred
+    with a Gaussian of ``sigma`` (whose kernel reaches 3 sigma), so the fade ends inside."""
+    box = box_masks(crops)
+    return grow_and_feather(box, -max(1, math.ceil(3 * sigma)), sigma) * box
+
+
+def clip_to_rendered(masks: torch.Tensor, crops: FaceCrops, sigma: float) -> torch.Tensor:
+    """``masks`` (N, 1, S, S) limited to the rendered square with a soft edge inside it."""
+    return masks * rendered_fade(crops, sigma)
+
+
+def outside_share(hard: torch.Tensor, crops: FaceCrops) -> float:
+    """The share of the wanted (hard) mask's area that lies outside the rendered square."""
+    total = float(hard.sum())
+    return float((hard * (1 - box_masks(crops))).sum()) / total if total > 0 else 0.0
 
 
 class FaceMaskParams(Params):
@@ -118,8 +140,13 @@ class FaceMask(Node):
     """Masks of the face in each crop: a soft edge for blending.
 
     The region (the face oval from the landmarks, with or without forehead; the classic
-    coverage square; or the swap model's learned mask) is taken in crop space, shrunk or
-    grown by ``grow`` pixels and feathered with a separable Gaussian.
+    square; or the swap model's learned mask) is taken in crop space, shrunk or grown by
+    ``grow`` pixels and feathered with a separable Gaussian. Whatever the mode, the mask
+    then lives inside the square the model rendered (``crops.rendered_size``) and fades to
+    0 inside its edge (over 3 x ``feather``/2 pixels): outside that square a crop holds the
+    plate's pixels, so a mask reaching past it would paste a straight edge into the shot.
+    When the wanted region reaches past the square (a jaw, a forehead) the node says so
+    once and clips it; a model trained with a larger ``--render`` covers it.
     """
 
     schema = NodeSchema(inputs={"crops": Port(FaceCrops, "aligned crops with their faces"),
@@ -136,6 +163,10 @@ class FaceMask(Node):
                           "link Swap's masks to 'learned' with mode learned, or unlink it")]
         return []
 
+    def open(self, ctx: RunContext) -> None:
+        self.warned = False
+        self.clipped = 0
+
     def process(self, crops: FaceCrops, learned: Masks | None = None) -> dict[str, Any]:
         p = self.params
         if p.mode == "learned":
@@ -144,4 +175,17 @@ class FaceMask(Node):
             hard = box_masks(crops)
         else:
             hard = face_region_masks(crops, p.mode)
-        return {"masks": Masks(grow_and_feather(hard, p.grow, p.feather), crops)}
+        share = outside_share((grow_and_feather(hard, p.grow, 0) > 0.5).float(), crops) if len(crops) else 0.0
+        if share > 0.02:
+            self.clipped = getattr(self, "clipped", 0) + len(crops)
+            if not getattr(self, "warned", False):
+                self.warned = True
+                print(f"warning: node {self.id!r}: the {p.mode} mask reaches past the square the model rendered "
+                      f"({share:.0%} of it lies outside the central {crops.rendered_size} px of the "
+                      f"{crops.crop_size} px crop); it is clipped there. To swap that part too, train the model "
+                      f"with a larger --render (e.g. {min(crops.crop_size, 224)})", file=sys.stderr)
+        soft = grow_and_feather(hard, p.grow, p.feather)
+        return {"masks": Masks(clip_to_rendered(soft, crops, max(p.feather / 2, 2.0)), crops)}
+
+    def stats(self) -> dict[str, Any]:
+        return {"faces_clipped": getattr(self, "clipped", 0)}

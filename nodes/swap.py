@@ -27,23 +27,26 @@ def nearest_bucket(bucket: str, available: list[str]) -> str:
     return min(available, key=lambda b: (abs(order[b] - order[bucket]), order[b]))
 
 
-def swap_crops(model: SwapModel, crops: torch.Tensor, coverage: int, identity: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crops (N, 3, S, S) in [0, 1] with their central ``coverage`` replaced by ``model``'s
-    rendering of ``identity``, resized back from the model's size; and the model's mask
-    (N, 1, S, S): its learned mask channel in the coverage, or the whole coverage square
-    for a model without one."""
+def swap_crops(model: SwapModel, crops: torch.Tensor, render: int, identity: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops (N, 3, S, S) in [0, 1] with their central ``render`` pixels replaced by
+    ``model``'s rendering of ``identity``, resized back from the model's size; and the
+    model's mask (N, 1, S, S): its learned mask channel in that square, or the whole
+    square for a model without one. Outside the square the crops are the plate's."""
+    if render > crops.shape[-1]:
+        raise NodeError(f"the model renders {render} px, the crops are {crops.shape[-1]}; set Align's crop to at "
+                        f"least {render}")
     size = model.preset.size
-    x = model_input(crops, coverage, size)
+    x = model_input(crops, render, size)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if crops.is_cuda else torch.autocast("cpu", enabled=False)
     with torch.no_grad(), autocast:
         y = model(x, identity).float()
-    pad = (crops.shape[-1] - coverage) // 2
-    inner = (slice(None), slice(None), slice(pad, pad + coverage), slice(pad, pad + coverage))
+    pad = (crops.shape[-1] - render) // 2
+    inner = (slice(None), slice(None), slice(pad, pad + render), slice(pad, pad + render))
     out = crops.clone()
-    out[inner] = resize_images(y[:, :3], (coverage, coverage), "bicubic")
+    out[inner] = resize_images(y[:, :3], (render, render), "bicubic").clamp(0, 1)
     mask = torch.zeros_like(crops[:, :1])
     if y.shape[1] == 4:
-        mask[inner] = resize_images(y[:, 3:].expand(-1, 3, -1, -1), (coverage, coverage), "bilinear")[:, :1]
+        mask[inner] = resize_images(y[:, 3:].expand(-1, 3, -1, -1), (render, render), "bilinear")[:, :1]
     else:
         mask[inner] = 1.0
     return out, mask
@@ -109,14 +112,19 @@ class Swap(Node):
         return 2 * params.hold - 1
 
     def check(self, connected: set[str]) -> list[Issue]:
+        from .swap_model import read_info, refuse_pickles
+
+        renders: set[int] = set()
         try:
             for path in bank_models(Path(self.params.model)).values():
-                from .swap_model import read_info, refuse_pickles
-
                 refuse_pickles(path)
-                read_info(path)
+                info = read_info(path)
+                renders.add(info.render or info.coverage)
         except ModelError as exc:
             return [Issue("param 'model'", str(exc))]
+        if len(renders) > 1:
+            return [Issue("param 'model'", f"the bank's models render squares of {sorted(renders)} px",
+                          "train every model of a bank with the same --render")]
         return []
 
     def open(self, ctx: RunContext) -> None:
@@ -125,6 +133,8 @@ class Swap(Node):
         for bucket, path in bank_models(Path(self.params.model)).items():
             model, info = load_model_cached(path, self.device)  # once per process: farm workers reuse it
             self.models[bucket] = (model, info)
+        # one rendered square for all (check() refuses a mixed bank): masks and corrections are clipped to it
+        self.render = max(info.render or info.coverage for _, info in self.models.values())
         # track -> (frame, wanted bucket) of its faces in the last 2 x hold frames, oldest first
         self.wanted: dict[int, deque[tuple[int, str]]] = {}
         self.frame: int | None = None
@@ -153,21 +163,23 @@ class Swap(Node):
 
     def process(self, crops: FaceCrops) -> dict[str, Any]:
         if not len(crops):
+            crops = replace(crops, rendered=self.render)
             return {"crops": crops, "masks": Masks(torch.zeros_like(crops.crops[:, :1]), crops)}
         identity = "b" if self.params.direction == "a_to_b" else "a"
         picks = [self._model_bucket(f.track, f.bucket, crops.frames.index[r]) for f, r in zip(crops.faces, crops.row)]
         out = crops.crops.clone()
         masks = torch.zeros_like(out[:, :1])
+        render = self.render
         for bucket in set(picks):
             model, info = self.models[bucket]
             if info.coverage != crops.coverage:
                 raise NodeError(f"node {self.id!r}: the model was trained on a coverage of {info.coverage} px, the "
                                 f"crops have {crops.coverage}; set Align's coverage to {info.coverage}")
             rows = [i for i, b in enumerate(picks) if b == bucket]
-            out[rows], masks[rows] = swap_crops(model, crops.crops[rows], crops.coverage, identity)
+            out[rows], masks[rows] = swap_crops(model, crops.crops[rows], render, identity)
             self.counts[f"faces_{bucket}"] += len(rows)
         self.counts["faces_swapped"] += len(picks)
-        swapped = replace(crops, crops=out)
+        swapped = replace(crops, crops=out, rendered=render)
         return {"crops": swapped, "masks": Masks(masks, swapped)}
 
     def stats(self) -> dict[str, Any]:

@@ -153,6 +153,8 @@ class ModelInfo(BaseModel):
     size: int
     crop: int = 256
     coverage: int = 160
+    render: int | None = Field(None, description="side of the central square of the crop the model renders "
+                                                 "(None: the coverage); the face's scale is set by the coverage")
     identities: list[str] = Field(default_factory=lambda: ["a", "b"])
     names: dict[str, str] = Field(default_factory=dict, description="identity -> faceset it was trained on")
     bucket: str | None = None

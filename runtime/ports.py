@@ -262,6 +262,8 @@ class FaceCrops(PortType):
     coverage, size: the model sees the central ``coverage`` pixels of each crop,
         resized to ``size`` (the classic 160 of 256, to 64).
     frames: the batch the crops were cut from.
+    rendered: the side of the central square a swap model rendered (or would render)
+        in each crop; pixels outside it are the plate's. None means ``coverage``.
     """
 
     label = "crops"
@@ -272,6 +274,7 @@ class FaceCrops(PortType):
     coverage: int
     size: int
     frames: "Frames"
+    rendered: int | None = None
 
     def __post_init__(self) -> None:
         n = len(self.row)
@@ -288,6 +291,11 @@ class FaceCrops(PortType):
     @property
     def crop_size(self) -> int:
         return int(self.crops.shape[-1])
+
+    @property
+    def rendered_size(self) -> int:
+        """Side of the central square of each crop that is (or will be) the model's pixels."""
+        return self.coverage if self.rendered is None else self.rendered
 
     def to(self, device: torch.device, non_blocking: bool = False) -> "FaceCrops":
         if self.crops.device == torch.device(device):
@@ -320,7 +328,8 @@ class FaceCrops(PortType):
             return None if rows is None else self
         picks = self.picks_in(rows)
         return FaceCrops(self.crops[picks], self.frame_from_crop[picks], [self.row[i] - rows.start for i in picks],
-                         [self.faces[i] for i in picks], self.coverage, self.size, self.frames.select(rows))
+                         [self.faces[i] for i in picks], self.coverage, self.size, self.frames.select(rows),
+                         self.rendered)
 
 
 @dataclass(eq=False)

@@ -62,21 +62,68 @@ class TestMatchDetail:
 
 
 class TestColorCorrect:
-    def test_lab_stats_keeps_eyes_and_lips_whole_crop_does_not(self, grace_crops):
-        tinted = (grace_crops.crops * torch.tensor([1.0, 0.8, 0.7])[None, :, None, None]).clamp(0, 1)
-        pts = crop_landmarks(grace_crops)
+    @staticmethod
+    def region(crops, names):
+        pts = crop_landmarks(crops)
         r = regions()
-        features = torch.from_numpy(polygon_masks(pts, [r["left_eye"], r["right_eye"], r["lips"]], 256)).bool()[:, None]
-        features = features.expand(-1, 3, -1, -1)
-        source = grace_crops.crops
-        ours = correct_colour(source, tinted, grace_crops, "lab-stats", 1.0)
-        classic = correct_colour(source, tinted, grace_crops, "whole-crop", 1.0)
-        assert torch.equal(ours[features], source[features])  # eyes and lips: not a bit changed
-        assert (classic[features] - source[features]).abs().mean() > 0.03  # the classic transfer tints them
+        return torch.from_numpy(polygon_masks(pts, [r[n] for n in names], 256)).bool()[:, None].expand(-1, 3, -1, -1)
+
+    @staticmethod
+    def delta_e(a, b, where):
+        import kornia
+
+        la, lb = kornia.color.rgb_to_lab(a), kornia.color.rgb_to_lab(b)
+        return float((la.permute(1, 0, 2, 3)[:, where[:, 0]].mean(1) - lb.permute(1, 0, 2, 3)[:, where[:, 0]].mean(1)).norm())
+
+    def test_the_skins_shift_does_not_tint_eyes_brows_and_lips(self, grace_crops):
+        # the model's skin is warmer than the plate's; its eyes, brows and lips are the plate's own
+        plate = grace_crops.crops
         skin, _ = skin_masks(grace_crops)
-        on_skin = skin.bool().expand(-1, 3, -1, -1)
-        # on skin, lab-stats moved the colour towards the reference's
-        assert (ours[on_skin] - tinted[on_skin]).abs().mean() < 0.5 * (source[on_skin] - tinted[on_skin]).abs().mean()
+        warm = (plate * (1 + skin * (torch.tensor([1.15, 0.9, 0.75])[None, :, None, None] - 1))).clamp(0, 1)
+        ours = correct_colour(warm, plate, grace_crops, "lab-stats", 1.0)
+        classic = correct_colour(warm, plate, grace_crops, "whole-crop", 1.0)
+        from swapgraph.nodes.mask import box_masks
+
+        on_skin = (skin * box_masks(grace_crops)).bool().expand(-1, 3, -1, -1)  # what the model rendered
+        assert self.delta_e(ours, plate, on_skin) < 0.25 * self.delta_e(warm, plate, on_skin)  # skin corrected
+        for names in (("left_eye", "right_eye"), ("left_eyebrow", "right_eyebrow"), ("lips",)):
+            # the feature less its outline pixel, where skin and feature blend
+            feature = square_morphology(self.region(grace_crops, names).float(), -1).bool()
+            assert self.delta_e(ours, plate, feature) < 1.5, names  # not tinted with the skin's shift
+            assert self.delta_e(classic, plate, feature) > 6.0, names  # the classic transfer tints them
+
+    def test_features_in_the_models_own_wrong_colours_take_the_plates(self, grace_crops):
+        # a young model's lips come out as a saturated red bar and its eyes too blue
+        plate = grace_crops.crops
+        lips, eyes = self.region(grace_crops, ("lips",)), self.region(grace_crops, ("left_eye", "right_eye"))
+        model = plate.clone()
+        model[lips] = torch.tensor([0.85, 0.1, 0.15])[None, :, None, None].expand_as(plate)[lips]
+        model[eyes] = (plate * torch.tensor([0.7, 0.8, 1.3])[None, :, None, None]).clamp(0, 1)[eyes]
+        ours = correct_colour(model, plate, grace_crops, "lab-stats", 1.0)
+        for feature in (lips, eyes):
+            before = self.delta_e(model, plate, feature)
+            assert before > 8 and self.delta_e(ours, plate, feature) < 0.25 * before
+        # and the painted bar's hard outline mostly goes: the step across it is the plate's lips'
+        # own step plus what the outline pixel's blend of skin and lip transfer leaves
+        def step(x):
+            return (x[..., 1:, :] - x[..., :-1, :]).abs().amax(1)
+
+        lip = self.region(grace_crops, ("lips",))[:, 0]
+        ring = lip[:, 1:] ^ lip[:, :-1]  # vertical steps across the lips' outline
+        assert float(step(ours)[ring].mean()) < 0.5 * float(step(model)[ring].mean())
+
+    @pytest.mark.parametrize("method", ["lab-stats", "histogram", "whole-crop"])
+    def test_nothing_outside_the_rendered_square_changes(self, grace_crops, method):
+        from swapgraph.nodes.mask import box_masks
+
+        tinted = (grace_crops.crops * torch.tensor([1.0, 0.8, 0.7])[None, :, None, None]).clamp(0, 1)
+        for rendered in (160, 224):
+            crops = FaceCrops(grace_crops.crops, grace_crops.frame_from_crop, [0], grace_crops.faces, 160, 64,
+                              grace_crops.frames, rendered)
+            out = correct_colour(crops.crops, tinted, crops, method, 1.0)
+            inside = box_masks(crops).bool().expand(-1, 3, -1, -1)
+            assert torch.equal(out[~inside], crops.crops[~inside])
+            assert (out[inside] - crops.crops[inside]).abs().mean() > 0.02
 
     def test_histogram_and_none(self, grace_crops):
         tinted = (grace_crops.crops * 0.8).clamp(0, 1)
