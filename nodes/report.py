@@ -14,32 +14,60 @@ Metrics, each computed where the plate has a face (its 478 landmarks):
   edge drops the whole change within a pixel or two (high); a well-feathered edge fades
   it over many (low). Measuring the change rather than the image keeps the face's own
   detail, or its blur, out of the number.
+- ``edges``: the hard edges the swap put in or around the face that neither the plate nor
+  a feathered paste would have: along the model's square, the mask's outer edge, inside
+  the mask. The change (output − plate, in Lab) is taken in a patch around the face
+  scaled so the face is 100 px wide (1 px = 1 % of the face: scale-free); a median over
+  7 % of the face removes the face's own thin features (brows, lids, lip lines) from the
+  change, leaving the steps between large regions; where a plate edge explains the step
+  (the swap softened or moved it) that part is taken out; the gradient is averaged along
+  21 % of the face at 16 orientations, so texture cancels and long straight-ish edges
+  add up; thinned to ridges, the strongest ones totalling one face width are averaged.
+  Units: ΔE per 1 % of the face's width. A hard step of ΔE s reads about s / 5; the same
+  step feathered over 6 % of the face about s / 20.
 - ``expression_nme``: landmark error between the face re-detected in the output and the
   plate's face, over the inter-ocular distance.
 - ``flicker``: frame-to-frame change of the face region in the output over that of the
   plate (1 = as steady as the plate).
+- ``identity`` (with reference facesets of A, the plate's person, and B, the one put on;
+  see ``identity.py``): per frame the output face's mean descriptor distance to A's and
+  to B's faces (``identity_dist_a``, ``identity_dist_b``) and its position on the line
+  from A's mean descriptor to B's (``identity``: 0 = A, 1 = B); for the shot their
+  means and ``identity_b_share``, the share of frames nearer B than A.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from swapgraph.runtime.images import frames_to_rgb8
-from swapgraph.runtime.node import NodeSchema, OutputPath, Params, Port, RunContext, Sink
+from swapgraph.runtime.node import NodeSchema, OutputPath, Params, PathRole, Port, RunContext, Sink
 from swapgraph.runtime.ports import Face, Faces, Frames
 from swapgraph.runtime.provenance import write_json_atomic
 
 from .color import EXCLUDED
+from .identity import FaceDescriber, References, load_references
 from .mask import polygon_masks, regions
 
-SUMMARY_KEYS = ("coverage", "sharpness_ratio", "color_delta_e", "seam_energy", "expression_nme", "flicker")
+SUMMARY_KEYS = ("coverage", "sharpness_ratio", "color_delta_e", "seam_energy", "edges", "expression_nme", "flicker")
+IDENTITY_KEYS = ("identity_dist_a", "identity_dist_b", "identity_b_share", "identity")
+
+EDGE_FACE_PX = 100  # the face's side in the working patch: 1 px = 1 % of the face
+EDGE_GROW = 1.8  # patch side / face side: takes in the model's square and the mask's outer edge
+EDGE_MEDIAN = 7  # px: wider than brows, lids and lip lines, narrower than the face's regions
+EDGE_SIGMA = 1.5  # px: smoothing before the gradient; a step sharper than this reads as hard
+EDGE_LENGTH = 21  # px: the segment a gradient is averaged along
+EDGE_ANGLES = 16
+EDGE_MASKING = 0.3  # share of the plate's nearby structure gradient a new edge must exceed to count
+_DISC = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))  # "nearby": within 3 % of the face
 
 
 def _region_mask(face: Face, names: list[str], shape: tuple[int, int]) -> np.ndarray:
@@ -57,6 +85,101 @@ def _lab_mean(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def _gradient_energy(gray: np.ndarray) -> np.ndarray:
     gx, gy = cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)
     return gx * gx + gy * gy
+
+
+def face_patch_matrix(box: tuple[float, float, float, float], grow: float = EDGE_GROW,
+                      face_px: int = EDGE_FACE_PX) -> tuple[np.ndarray, int]:
+    """The (2, 3) affine taking frame pixels to a square patch of side n (returned) around
+    the face ``box`` (x0, y0, x1, y1): the box's longer side becomes ``face_px``, its centre
+    the patch's."""
+    x0, y0, x1, y1 = box
+    s = face_px / max(x1 - x0, y1 - y0, 1e-6)
+    n = int(round(face_px * grow))
+    return np.array([[s, 0, n / 2 - s * (x0 + x1) / 2], [0, s, n / 2 - s * (y0 + y1) / 2]]), n
+
+
+@lru_cache(maxsize=4)
+def _line_kernels(angles: int, length: int) -> tuple[tuple[float, float, np.ndarray], ...]:
+    """Per orientation θ: (cos θ, sin θ, a (length, length) kernel averaging along the line
+    through the centre perpendicular to θ, drawn with bilinear weights)."""
+    c = length // 2
+    out = []
+    for k in range(angles):
+        th = np.pi * k / angles
+        ker = np.zeros((length + 1, length + 1), np.float32)
+        t = np.linspace(-c, c, 4 * length)
+        x, y = c - t * np.sin(th), c + t * np.cos(th)
+        xi, yi = np.floor(x).astype(int), np.floor(y).astype(int)
+        fx, fy = x - xi, y - yi
+        for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            np.add.at(ker, (yi + dy, xi + dx), w)
+        ker = ker[:length, :length]
+        out.append((float(np.cos(th)), float(np.sin(th)), ker / ker.sum()))
+    return tuple(out)
+
+
+def _gradients(img: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    smooth = cv2.GaussianBlur(img, (0, 0), sigma)
+    return (cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=1, scale=0.5),
+            cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=1, scale=0.5))
+
+
+def introduced_edges(out_lab: np.ndarray, src_lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges in the change that the plate does not explain, on a face patch.
+
+    out_lab, src_lab: Lab float32 (n, n, 3) patches (``face_patch_matrix``). Returns the
+    strength (n, n) float32, ΔE per patch pixel, and its ridges (n, n) bool: the pixels
+    that are the strongest across the edge (non-maximum suppression, as Canny's).
+    """
+    from scipy.ndimage import median_filter
+
+    median = (EDGE_MEDIAN, EDGE_MEDIAN, 1)
+    change = median_filter(out_lab - src_lab, size=median)
+    gx, gy = _gradients(change, EDGE_SIGMA)
+    # a step in the change against the plate's own gradient is the plate's edge softened or
+    # moved, not a new one: take out that part, up to the plate's edge itself
+    sx, sy = _gradients(src_lab, EDGE_SIGMA)
+    along = np.clip(-(gx * sx + gy * sy).sum(2) / np.maximum((sx * sx + sy * sy).sum(2), 1e-6), 0, 1)[..., None]
+    gx, gy = gx + along * sx, gy + along * sy
+    # near the plate's own large edges (brows, glasses, jaw on background) a softened face
+    # leaves steps beside them too, and a viewer sees a new edge there less: shrink the
+    # change's gradient by a share of the plate's nearby structure (median-filtered, so
+    # skin texture does not count)
+    mx, my = _gradients(median_filter(src_lab, size=median), EDGE_SIGMA)
+    structure = cv2.dilate(np.sqrt((mx * mx + my * my).sum(2)), _DISC)
+    magnitude = np.sqrt((gx * gx + gy * gy).sum(2))
+    keep = (np.maximum(magnitude - EDGE_MASKING * structure, 0) / np.maximum(magnitude, 1e-6))[..., None]
+    gx, gy = gx * keep, gy * keep
+    strength = np.zeros(out_lab.shape[:2], np.float32)
+    best = np.zeros(out_lab.shape[:2], np.int64)
+    kernels = _line_kernels(EDGE_ANGLES, EDGE_LENGTH)
+    for k, (c, s, ker) in enumerate(kernels):
+        r = np.sqrt((cv2.filter2D(c * gx + s * gy, -1, ker, borderType=cv2.BORDER_REPLICATE) ** 2).sum(2))
+        better = r > strength
+        strength[better], best[better] = r[better], k
+    th = np.pi * best / EDGE_ANGLES
+    dx, dy = np.rint(np.cos(th)).astype(int), np.rint(np.sin(th)).astype(int)
+    h, w = strength.shape
+    yy, xx = np.mgrid[:h, :w]
+    padded = np.pad(strength, 1)
+    ridges = ((strength > 0) & (strength >= padded[yy + 1 + dy, xx + 1 + dx])
+              & (strength >= padded[yy + 1 - dy, xx + 1 - dx]))
+    return strength, ridges
+
+
+def edges_measure(out: np.ndarray, src: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    """``edges`` of one frame: out, src RGB uint8 (H, W, 3), the plate's face box. The mean
+    strength of the strongest edge ridges totalling one face width (fewer count as 0)."""
+    m, n = face_patch_matrix(box)
+    flags = cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR
+
+    def patch(rgb: np.ndarray) -> np.ndarray:
+        lab = cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+        return cv2.warpAffine(lab, m, (n, n), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+    strength, ridges = introduced_edges(patch(out), patch(src))
+    top = np.sort(strength[ridges])[::-1][:EDGE_FACE_PX]
+    return float(top.sum() / EDGE_FACE_PX)
 
 
 def frame_metrics(out: np.ndarray, src: np.ndarray, face: Face, out_face: Face | None,
@@ -91,6 +214,7 @@ def frame_metrics(out: np.ndarray, src: np.ndarray, face: Face, out_face: Face |
         delta = gray_out - gray_src
         m["seam_energy"] = float(np.sqrt(_gradient_energy(delta)[band].mean())
                                  / max(np.abs(delta[inside]).mean(), 1e-6))
+    m["edges"] = edges_measure(out, src, face.box)
     if out_face is not None:
         eyes = np.linalg.norm(face.landmarks[468, :2] - face.landmarks[473, :2])
         err = np.linalg.norm(out_face.landmarks[:468, :2] - face.landmarks[:468, :2], axis=1).mean()
@@ -104,7 +228,8 @@ def frame_metrics(out: np.ndarray, src: np.ndarray, face: Face, out_face: Face |
 
 
 def summarise(frames: list[dict[str, Any]]) -> dict[str, float | None]:
-    """One number per metric for the shot (keys: ``SUMMARY_KEYS``)."""
+    """One number per metric for the shot (keys: ``SUMMARY_KEYS``, and ``IDENTITY_KEYS`` when
+    the frames were measured against reference facesets)."""
     with_face = [f for f in frames if f.get("face")]
 
     def mean(key: str) -> float | None:
@@ -114,25 +239,36 @@ def summarise(frames: list[dict[str, Any]]) -> dict[str, float | None]:
     sharp = [f["sharpness_ratio"] for f in with_face if "sharpness_ratio" in f and f.get("swapped")]
     fo = sum(f.get("flicker_out", 0.0) for f in with_face)
     fs = sum(f.get("flicker_src", 0.0) for f in with_face)
-    return {
+    summary = {
         "coverage": (sum(f.get("swapped", 0) for f in with_face) / len(with_face)) if with_face else None,
         "sharpness_ratio": float(np.median(sharp)) if sharp else None,
         "color_delta_e": mean("color_delta_e"),
         "seam_energy": mean("seam_energy"),
+        "edges": mean("edges"),
         "expression_nme": mean("expression_nme"),
         "flicker": fo / fs if fs > 0 else None,
     }
+    known = [f for f in with_face if "identity" in f]
+    if known:
+        summary.update({"identity_dist_a": mean("identity_dist_a"), "identity_dist_b": mean("identity_dist_b"),
+                        "identity_b_share": sum(f["identity_dist_b"] < f["identity_dist_a"] for f in known)
+                        / len(known),
+                        "identity": mean("identity")})
+    return summary
 
 
 def plot_report(frames: list[dict[str, Any]], out: Path) -> None:
-    """Per-frame curves of every metric in one PNG."""
+    """Per-frame curves of every metric in one PNG (identity only when it was measured)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ["sharpness_ratio", "color_delta_e", "seam_energy", "expression_nme", "flicker_out"]
-    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 9), sharex=True, dpi=100)
+    keys = ["sharpness_ratio", "color_delta_e", "seam_energy", "edges", "expression_nme", "flicker_out"]
+    if any("identity" in f for f in frames):
+        keys.append("identity")
+    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 1.5 * len(keys)), sharex=True, dpi=100)
+    partners = {"flicker_out": ("flicker_src", "plate"), "identity": (None, "0 = A, 1 = B")}
     for ax, key in zip(axes, keys):
         pts = [(f["frame"], f[key]) for f in frames if key in f]
         if pts:
@@ -142,6 +278,10 @@ def plot_report(frames: list[dict[str, Any]], out: Path) -> None:
             if pts:
                 ax.plot(*zip(*pts), lw=1, color="#c40", label="plate")
                 ax.legend(fontsize=7)
+        if key == "identity":
+            ax.axhline(0, lw=0.8, color="#c40")
+            ax.axhline(1, lw=0.8, color="#080")
+            ax.set_ylim(min(-0.2, *(v for _, v in pts)), max(1.2, *(v for _, v in pts)))
         ax.set_ylabel(key.replace("_", " "), fontsize=8)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("frame")
@@ -154,11 +294,22 @@ def plot_report(frames: list[dict[str, Any]], out: Path) -> None:
 
 class QualityReportParams(Params):
     path: OutputPath = Field(description="the report to write (JSON); a PNG of the curves goes beside it")
+    faceset_a: Annotated[Path | None, PathRole("input")] = Field(
+        None, description="faceset of the plate's person, for the identity measure (with faceset_b)")
+    faceset_b: Annotated[Path | None, PathRole("input")] = Field(
+        None, description="faceset of the person put on, for the identity measure (with faceset_a)")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> QualityReportParams:
+        if (self.faceset_a is None) != (self.faceset_b is None):
+            raise ValueError("give both faceset_a and faceset_b for the identity measure, or neither")
+        return self
 
 
 class QualityReport(Sink):
     """Measure a swapped shot against its plate: coverage, sharpness ratio, colour ΔE,
-    seam energy, expression error and flicker, per frame and per shot.
+    seam energy, edges, expression error and flicker, per frame and per shot; with
+    ``faceset_a`` and ``faceset_b``, also how far the face moved from A towards B.
 
     ``frames`` is the output, ``reference`` the plate, ``faces`` the plate's faces and
     ``output_faces`` (optional) the faces found again in the output, for the expression
@@ -176,6 +327,9 @@ class QualityReport(Sink):
     def open(self, ctx: RunContext) -> None:
         self.frames: list[dict[str, Any]] = []
         self.prev: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        p = self.params
+        self.references: References | None = (load_references(p.faceset_a, p.faceset_b)
+                                               if p.faceset_a is not None and p.faceset_b is not None else None)
 
     def process(self, frames: Frames, reference: Frames, faces: Faces,
                 output_faces: Faces | None = None) -> dict[str, Any]:
@@ -187,12 +341,20 @@ class QualityReport(Sink):
                 found = output_faces.faces[i] if output_faces is not None else []
                 record.update(frame_metrics(outs[i], srcs[i], face, found[0] if found else None,
                                             self.prev.get(n - 1)))
+                if self.references is not None:
+                    # the face found again in the output fits the new face best; the plate's is the fallback
+                    marks = (found[0] if found else face).landmarks
+                    record.update(self.references.measure(FaceDescriber.shared().describe(outs[i], marks)))
             self.prev = {n: (outs[i], srcs[i])}
             self.frames.append(record)
         return {}
 
     def report(self) -> dict[str, Any]:
-        return {"summary": summarise(self.frames), "frames": self.frames}
+        doc: dict[str, Any] = {"summary": summarise(self.frames), "frames": self.frames}
+        if self.references is not None:
+            doc["references"] = {"a": self.references.a_path, "b": self.references.b_path,
+                                 "faces": [len(self.references.a), len(self.references.b)]}
+        return doc
 
     def commit(self, ctx: RunContext) -> None:
         path = Path(self.params.path)
@@ -211,29 +373,76 @@ def qc_paths(output: Path, out_dir: Path | None) -> Path:
     return (out_dir / name) if out_dir else output.with_name(name)
 
 
+def qc_frames_from_sidecar(output: Path) -> str | None:
+    """``A-B``, the plate's frames ``output`` was rendered from, from its sidecar; None without one."""
+    from swapgraph.runtime.provenance import sidecar_path
+
+    from .identity import read_sidecar
+
+    span = read_sidecar(sidecar_path(output)).get("source_frames")
+    if isinstance(span, list) and len(span) == 2 and all(isinstance(v, int) for v in span):
+        return f"{span[0]}-{span[1]}"
+    return None
+
+
+def qc_references(output: Path, faceset_a: Path | None, faceset_b: Path | None) -> tuple[Path, Path] | None:
+    """The (A, B) facesets for the identity measure: the ones given, else those the output's
+    swap model was trained on (from its sidecar); None, said on stderr, when there are none."""
+    import sys
+
+    from swapgraph.runtime.errors import UsageError
+    from swapgraph.runtime.provenance import sidecar_path
+
+    from .faceset import FACES_FILE
+    from .identity import read_sidecar, references_from_sidecar
+
+    if (faceset_a is None) != (faceset_b is None):
+        raise UsageError("qc: --a and --b go together; give both facesets (the plate's person and the one put on)")
+    if faceset_a is not None and faceset_b is not None:
+        for flag, folder in (("--a", faceset_a), ("--b", faceset_b)):
+            if not (folder / FACES_FILE).is_file():
+                raise UsageError(f"qc {flag}: {folder} is not a faceset (no {FACES_FILE}); give a folder written by "
+                                 "`swapgraph extract`")
+        return faceset_a, faceset_b
+    found = references_from_sidecar(read_sidecar(sidecar_path(output)))
+    if found is None:
+        print(f"qc: identity not measured: no reference facesets in {sidecar_path(output).name} (its Swap model's "
+              "model.json); give --a FACESET --b FACESET", file=sys.stderr)
+    return found
+
+
 def run_qc(output: Path, source: Path, out_dir: Path | None = None, workers: int = 0,
-           frames: str | None = None) -> dict[str, Any]:
-    """Measure ``output`` against its plate ``source`` (its frames ``frames``, ``A-B``, when the
-    output was rendered from a range); writes the report and returns it."""
+           frames: str | None = None, faceset_a: Path | None = None,
+           faceset_b: Path | None = None) -> dict[str, Any]:
+    """Measure ``output`` against its plate ``source``; writes the report and returns it.
+
+    ``frames`` (``A-B``): the plate's frames the output was rendered from; by default the
+    range its sidecar records. ``faceset_a``, ``faceset_b``: references for the identity
+    measure; by default the facesets the output's model was trained on, if known.
+    """
     from swapgraph.runtime.errors import UsageError
     from swapgraph.runtime.executor import Executor
     from swapgraph.runtime.graph import validate_graph
     from swapgraph.runtime.registry import default_registry
 
-    from .video import probe_video
+    from .video import parse_frame_range, probe_video
 
-    from .video import parse_frame_range
-
+    frames = frames or qc_frames_from_sidecar(output)
+    references = qc_references(output, faceset_a, faceset_b)
     a, b = probe_video(output), probe_video(source)
     start, end = parse_frame_range(frames) if frames else (0, None)
     plate_frames = len(b.pts[start:None if end is None else end + 1])
     if len(a.pts) != plate_frames or (a.info.width, a.info.height) != (b.info.width, b.info.height):
         raise UsageError(f"qc: {output} ({len(a.pts)} frames, {a.info.width}x{a.info.height}) and {source} "
-                         f"({plate_frames} frames, {b.info.width}x{b.info.height}) must have the same frames and size; "
-                         "give the plate the output was made from (and --frames A-B if it was a range)")
+                         f"({plate_frames} frames{f' in {frames}' if frames else ''}, {b.info.width}x{b.info.height}) "
+                         "must have the same frames and size; give the plate the output was made from "
+                         "(and --frames A-B if it was a range)")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     report_path = qc_paths(output, out_dir)
+    report_params: dict[str, Any] = {"path": str(report_path)}
+    if references is not None:
+        report_params.update(faceset_a=str(references[0]), faceset_b=str(references[1]))
     doc = {"version": 1, "name": "qc", "settings": {"batch_size": 16}, "nodes": {
         "plate": {"type": "Decode", "params": {"path": str(source), "frames": frames}},
         "shot": {"type": "Decode", "params": {"path": str(output)}},
@@ -241,7 +450,7 @@ def run_qc(output: Path, source: Path, out_dir: Path | None = None, workers: int
         "again": {"type": "DetectFaces", "inputs": {"frames": "shot.frames"}, "params": {"workers": workers}},
         "report": {"type": "QualityReport", "inputs": {"frames": "shot.frames", "reference": "plate.frames",
                                                          "faces": "faces.faces", "output_faces": "again.faces"},
-                   "params": {"path": str(report_path)}}}}
+                   "params": report_params}}}
     graph = validate_graph(doc, default_registry())
     Executor(graph).run()
     return json.loads(report_path.read_text())
