@@ -281,10 +281,10 @@ def cmd_qc(args: argparse.Namespace) -> int:
     from swapgraph.nodes.report import qc_paths, run_qc
 
     report = run_qc(Path(args.output), Path(args.source), Path(args.out) if args.out else None, args.workers,
-                    args.frames)
+                    args.frames, Path(args.a) if args.a else None, Path(args.b) if args.b else None)
     path = qc_paths(Path(args.output), Path(args.out) if args.out else None)
     for key, value in report["summary"].items():
-        print(f"{key:<16} {'-' if value is None else f'{value:.4f}'}")
+        print(f"{key:<18} {'-' if value is None else f'{value:.4f}'}")
     print(f"wrote {path} and {path.with_suffix('.png')}")
     return 0
 
@@ -406,7 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("output", help="the swapped video")
     sp.add_argument("--source", required=True, help="the plate it was made from")
     sp.add_argument("--out", help="folder for the report (default: beside the output)")
-    sp.add_argument("--frames", metavar="A-B", help="the plate's frames the output was rendered from")
+    sp.add_argument("--frames", metavar="A-B",
+                    help="the plate's frames the output was rendered from (default: from the output's sidecar)")
+    sp.add_argument("--a", metavar="FACESET", help="faceset of the plate's person, for the identity measure "
+                    "(default: the facesets the output's model was trained on)")
+    sp.add_argument("--b", metavar="FACESET", help="faceset of the person put on, for the identity measure")
     sp.add_argument("--workers", type=int, default=0, help="face-detection processes (0: one per core)")
     sp.set_defaults(func=cmd_qc)
 
