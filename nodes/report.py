@@ -440,6 +440,28 @@ def run_qc(output: Path, source: Path, out_dir: Path | None = None, workers: int
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     report_path = qc_paths(output, out_dir)
+    if start > 0:
+        # two sources of one graph are paired batch by batch, and the plate's would start
+        # DetectFaces' pre-roll early: measure against a lossless copy of the range instead
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix=".qc-plate-", dir=report_path.parent) as tmp:
+            plate = Path(tmp) / "plate.mkv"
+            copy = {"version": 1, "name": "qc-plate", "nodes": {
+                "plate": {"type": "Decode", "params": {"path": str(source), "frames": frames}},
+                "copy": {"type": "Encode", "inputs": {"frames": "plate.frames"},
+                         "params": {"path": str(plate), "codec": "ffv1", "audio": "none"}}}}
+            Executor(validate_graph(copy, default_registry())).run()
+            return _run_qc_graph(output, plate, None, report_path, workers, references)
+    return _run_qc_graph(output, source, frames, report_path, workers, references)
+
+
+def _run_qc_graph(output: Path, source: Path, frames: str | None, report_path: Path, workers: int,
+                  references: tuple[Path, Path] | None) -> dict[str, Any]:
+    from swapgraph.runtime.executor import Executor
+    from swapgraph.runtime.graph import validate_graph
+    from swapgraph.runtime.registry import default_registry
+
     report_params: dict[str, Any] = {"path": str(report_path)}
     if references is not None:
         report_params.update(faceset_a=str(references[0]), faceset_b=str(references[1]))
