@@ -122,3 +122,14 @@ def test_qc_command_measures_identity_and_reads_the_range_from_the_sidecar(cli, 
                                              "folder written by `swapgraph extract`"]
     r = cli("qc", shot, "--source", plate, "--a", facesets["grace"])
     assert r.code == 2 and "--a and --b go together" in r.err
+
+
+def test_quality_report_takes_both_references_or_neither(facesets, tmp_path):
+    from pydantic import ValidationError
+
+    from swapgraph.nodes.report import QualityReportParams
+
+    both = QualityReportParams(path=tmp_path / "qc.json", faceset_a=facesets["grace"], faceset_b=facesets["astro"])
+    assert both.path_fields() == {"path": "output", "faceset_a": "input", "faceset_b": "input"}
+    with pytest.raises(ValidationError, match="give both faceset_a and faceset_b"):
+        QualityReportParams(path=tmp_path / "qc.json", faceset_a=facesets["grace"])
