@@ -33,7 +33,10 @@ def seamless_paste(frames: torch.Tensor, crops: FaceCrops, masks: torch.Tensor) 
         ys, xs = np.nonzero(hard)
         if len(xs) == 0 or xs.min() == 0 or ys.min() == 0 or xs.max() == w - 1 or ys.max() == h - 1:
             continue  # at the frame edge Poisson blending has no border to solve against
-        centre = (int((xs.min() + xs.max()) // 2), int((ys.min() + ys.max()) // 2))
+        # OpenCV puts the mask's bounding box at centre - size // 2: this centre keeps the face
+        # where it was (the midpoint shifted it a pixel up and left whenever a side was even)
+        x0, y0 = int(xs.min()), int(ys.min())
+        centre = (x0 + (int(xs.max()) - x0 + 1) // 2, y0 + (int(ys.max()) - y0 + 1) // 2)
         rgb[r] = cv2.seamlessClone(face, rgb[r], hard, centre, cv2.NORMAL_CLONE)
     return rgb_to_tensor(rgb).to(frames.device)
 
