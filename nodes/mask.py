@@ -111,10 +111,14 @@ def box_masks(crops: FaceCrops) -> torch.Tensor:
 
 def rendered_fade(crops: FaceCrops, sigma: float) -> torch.Tensor:
     """1 well inside the rendered square, falling smoothly to exactly 0 at its edge and
-    outside it: (N, 1, S, S) in [0, 1]. The square is shrunk by 3 ``sigma`` and blurred
+    outside it: (N, 1, S, S) in [0, 1]. The square is shrunk by 3 ``sigma`` + 1 px and blurred
     with a Gaussian of ``sigma`` (whose kernel reaches 3 sigma), so the fade ends inside."""
     box = box_masks(crops)
-    return grow_and_feather(box, -max(1, math.ceil(3 * sigma)), sigma) * box
+    # a ring of zeros around the crop, so a square as large as the crop fades at its edge too
+    # (erosion does not see past the image's border)
+    padded = torch.nn.functional.pad(box, (1, 1, 1, 1))
+    fade = grow_and_feather(padded, -max(1, math.ceil(3 * sigma)) - 1, sigma)[..., 1:-1, 1:-1]
+    return fade * box
 
 
 def clip_to_rendered(masks: torch.Tensor, crops: FaceCrops, sigma: float) -> torch.Tensor:

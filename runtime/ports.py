@@ -313,7 +313,7 @@ class FaceCrops(PortType):
         picks = [i for i, r in enumerate(self.row) if r == row]
         if not picks:
             return self.frames.data[row].detach().cpu()
-        return crop_grid(self.crops[picks], self.coverage)
+        return crop_grid(self.crops[picks], self.rendered_size)
 
     def frame_numbers(self) -> list[int]:
         return self.frames.index

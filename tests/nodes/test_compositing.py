@@ -143,5 +143,7 @@ def test_the_mask_says_once_that_it_was_clipped(plate, capsys):
     assert node.stats()["faces_clipped"] == 3
     assert float(masks[~box_masks(swapped).bool()].max()) == 0.0  # nothing outside the square
     wide = replace(crops, rendered=256)
-    node.process(wide)
-    assert node.stats()["faces_clipped"] == 3  # the whole crop rendered: nothing to clip
+    grown = FaceMask("mask", FaceMaskParams(mode="hull", grow=30, feather=4), CPU)
+    masks = grown.process(wide)["masks"].masks
+    assert grown.stats()["faces_clipped"] == 0  # the whole crop rendered: nothing to clip
+    assert float(masks[..., 0, :].max()) == 0.0 and float(masks[..., 128, :].max()) > 0.999  # the crop's edge fades
