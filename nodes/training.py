@@ -7,8 +7,12 @@
 - The training loss is logged every step; a validation score every ``val_every`` steps
   on a fixed held-out set of faces from each faceset (never trained on, the same faces
   each time, evaluated in fixed chunks so the batch size cannot move it).
-- ``c + a·exp(-t/τ)`` is fitted to the validation curve: the estimated plateau and the
-  step where the score comes within 1% of it (``--until plateau`` stops there).
+- When to stop is read from recent validations only (the first minutes' fast drop would pull
+  any one curve through the whole run): the slope of the last octave of steps in log-step,
+  with its standard error, says how much training half as long again should still gain, and
+  ``--until plateau`` stops once even the top of that interval is under 1% of the score (not
+  before step 3000: the mean-face stage looks flat too); a power law or an exponential on the
+  last three octaves estimates the plateau, with a band wide enough for both.
 - Checkpoints (weights, optimizer, schedule, RNG, log position) are written atomically
   every ``checkpoint_every`` steps and at exit; ``resume`` continues the same run after a
   kill -9, and the log is cut back to the checkpoint so it has no gap or repeat.
@@ -22,9 +26,10 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import cv2
 import kornia
@@ -70,63 +75,241 @@ def batch_at(schedule: list[tuple[int, int]], step: int) -> int:
     return [b for s, b in schedule if s <= step][-1]
 
 
+# the stopping rule: stop once training half as long again is expected to improve validation by
+# under 1%, even at the top of a one-sided 95% interval
+STOP_HORIZON = 0.5
+STOP_GAIN = 0.01
+MIN_POINTS = 5
+# an untrained autoencoder first learns the mean face and its validation stays flat a while
+# (lite-64 on the d18/d19 pair: 0.16 from step 150 to about 950, then falling to 0.06): no
+# curve test can tell that from a plateau, so --until plateau waits three times as long
+MIN_STOP_STEP = 3000
+
+
 @dataclass(frozen=True)
 class Plateau:
-    """A fit of ``c + a·exp(-t/τ)`` to a validation curve."""
+    """When to stop, read from the validation curve: a trend test and a plateau estimate.
 
-    c: float
-    a: float
-    tau: float
+    Both look only at recent scores, so the first minutes' fast drop cannot pull them (one
+    exponential through the whole run put the plateau above a score the run had already beaten).
 
-    def value(self, t: float) -> float:
-        return self.c + self.a * math.exp(-t / self.tau)
+    - trend: a straight line in log-step, ``v ≈ current + q·ln(t/step)``, through the last octave
+      of steps (``step/2..step``). ``gain`` is the fall it predicts over the next
+      ``STOP_HORIZON·step`` steps and ``gain_se`` its standard error, widened for residuals
+      that run in streaks. A line in log-step never flattens, so it over- rather than
+      under-states what is left: the rule errs towards training on.
+    - plateau: ``c + a·(t/step)^-b`` (``model="power"``) or ``c + a·exp(-(t-step)/b)``
+      (``"exp"``), whichever fits the last three octaves (``step/8..step``) better; ``band``
+      holds both fits' 90% intervals for ``c``, since the data rarely tell the two shapes
+      apart and they extrapolate differently. None where neither fit converges.
 
-    def step_within(self, fraction: float = 0.01) -> float:
-        """First step where the curve is within ``fraction`` of its plateau."""
-        if self.a <= 0 or self.c <= 0:
-            return 0.0
-        return max(0.0, self.tau * math.log(self.a / (fraction * self.c)))
+    Steps are training steps; ``step`` is the last validated one.
+    """
+
+    step: int
+    current: float  # the trend line at ``step``: less noisy than the last score
+    gain: float
+    gain_se: float
+    t_crit: float  # one-sided 95% Student t for the residuals' effective number of points
+    window: tuple[int, int]  # the trend's first and last step
+    fit_start: int  # the plateau fits' first step
+    model: Literal["power", "exp"] | None = None
+    c: float | None = None
+    band: tuple[float, float] | None = None
+    a: float = 0.0  # the fit's excess over ``c`` at ``step``
+    b: float = 1.0  # the power law's exponent, or the exponential's time constant in steps
+
+    @property
+    def horizon(self) -> int:
+        return round(STOP_HORIZON * self.step)
+
+    @property
+    def gain_high(self) -> float:
+        return self.gain + self.t_crit * self.gain_se
+
+    @property
+    def flat(self) -> bool:
+        """The stopping rule: even the top of the gain's interval is under ``STOP_GAIN`` of the score."""
+        return self.gain_high < STOP_GAIN * self.current
+
+    @property
+    def stops(self) -> bool:
+        """What ``--until plateau`` does: flat, and past the mean-face stage (``MIN_STOP_STEP``)."""
+        return self.flat and self.step >= MIN_STOP_STEP
+
+    @property
+    def still_falling(self) -> bool:
+        """Clearly worth going on: even the bottom of the gain's interval is over ``STOP_GAIN``."""
+        return self.gain - self.t_crit * self.gain_se > STOP_GAIN * self.current
+
+    def per_1000(self) -> tuple[float, float]:
+        """Expected fall of the score over the next 1000 steps, and its standard error."""
+        k = math.log1p(1000 / self.step) / math.log1p(STOP_HORIZON)
+        return self.gain * k, self.gain_se * k
+
+    def trend(self, t: np.ndarray) -> np.ndarray:
+        q = -self.gain / math.log1p(STOP_HORIZON)
+        return self.current + q * np.log(np.asarray(t, np.float64) / self.step)
+
+    def value(self, t: np.ndarray) -> np.ndarray:
+        """The plateau fit at steps ``t`` (> 0); NaN without a fit."""
+        x = np.asarray(t, np.float64)
+        if self.model is None:
+            return np.full_like(x, np.nan)
+        return _MODELS[self.model](x, self.c, self.a, self.b, self.step)
+
+    def stop_step(self) -> int | None:
+        """Where the plateau fit expects the rule to fire (on its expected gain, not the interval's
+        top, so the real stop comes later). None without a fit, with a band down to 0 (the tail
+        has not begun to bend), beyond 100 times ``step``, or where the fit says "now" and the
+        trend says otherwise."""
+        if self.flat:
+            return max(self.step, MIN_STOP_STEP)
+        if self.model is None or self.band[0] <= 0:
+            return None
+        t = np.geomspace(self.step, 100 * self.step, 500)
+        v = self.value(t)
+        hit = np.flatnonzero(v - self.value(t * (1 + STOP_HORIZON)) < STOP_GAIN * v)
+        return max(int(round(t[hit[0]])), MIN_STOP_STEP) if len(hit) and hit[0] > 0 else None
+
+
+def _power(t: np.ndarray, c: float, a: float, b: float, last: float) -> np.ndarray:
+    return c + a * (t / last) ** -b
+
+
+def _exp(t: np.ndarray, c: float, a: float, b: float, last: float) -> np.ndarray:
+    return c + a * np.exp(-(t - last) / b)
+
+
+_MODELS = {"power": _power, "exp": _exp}
+
+
+def _recent(t: np.ndarray, start: float) -> np.ndarray:
+    """Mask of the points from ``start`` on, widened to the last ``MIN_POINTS`` if too few."""
+    keep = t >= start
+    if keep.sum() < MIN_POINTS:
+        keep = np.arange(len(t)) >= len(t) - MIN_POINTS
+    return keep
+
+
+def _effective_points(residuals: np.ndarray) -> float:
+    """``n·(1-ρ)/(1+ρ)`` for lag-1 autocorrelation ρ: scores that drift together count for less."""
+    n = len(residuals)
+    if n < 4 or not residuals.any():
+        return float(n)
+    rho = min(max(float(np.corrcoef(residuals[:-1], residuals[1:])[0, 1]), 0.0), 0.95)
+    return max(3.0, n * (1 - rho) / (1 + rho))
+
+
+def _fit_tail(t: np.ndarray, y: np.ndarray, model: str) -> tuple[float, np.ndarray, float] | None:
+    """Least squares of one plateau model on ``t, y``: (squared error, (c, a, b), 90% half-width of c)."""
+    from scipy.optimize import curve_fit
+
+    last, span = float(t[-1]), float(t[-1] - t[0])
+    f = _MODELS[model]
+    # the shapes kept to what the window can measure: a slower decay is a straight line whose
+    # c slides anywhere below the scores (a flat tail would read "plateau in 0..now")
+    if model == "power":
+        starts, bounds = (0.3, 1.0, 3.0), ([0, 0, 0.2], [np.inf, np.inf, 10])
+    else:
+        starts, bounds = (span / 10, span / 3, span), ([0, 0, span / 20], [np.inf, np.inf, 2 * span])
+    best = None
+    for b0 in starts:  # a few starts: neither fit is convex in b
+        c0 = 0.9 * y.min()
+        try:
+            p, cov = curve_fit(lambda s, c, a, b: f(s, c, a, b, last), t, y, p0=(c0, max(y[-1] - c0, 1e-6), b0),
+                               bounds=bounds, maxfev=5000)
+        except (RuntimeError, ValueError):
+            continue
+        err = float(((f(t, *p, last) - y) ** 2).sum())
+        if best is None or err < best[0]:
+            best = (err, p, cov)
+    if best is None:
+        return None
+    err, p, cov = best
+    var_c = float(cov[0, 0]) * len(y) / _effective_points(y - f(t, *p, last))
+    return err, p, 1.645 * math.sqrt(var_c) if math.isfinite(var_c) else math.inf
 
 
 def fit_plateau(steps: list[float], values: list[float]) -> Plateau | None:
-    """Least-squares fit of ``c + a·exp(-t/τ)``; None with fewer than 5 points or no decay."""
-    if len(steps) < 5:
-        return None
-    from scipy.optimize import curve_fit
+    """The trend and plateau of a validation curve (see :class:`Plateau`).
+
+    steps: increasing training steps, shape (N,); values: the score at each, shape (N,).
+    Step 0 (the untrained model) is left out; None with fewer than ``MIN_POINTS`` others.
+    """
+    from scipy.stats import t as student_t
 
     t = np.asarray(steps, np.float64)
     y = np.asarray(values, np.float64)
-    span = max(t[-1] - t[0], 1.0)
-
-    def f(x, c, a, tau):
-        return c + a * np.exp(-(x - t[0]) / tau)
-
-    best = None
-    for tau0 in (span / 10, span / 3, span):  # a few starts: the fit is not convex in τ
-        try:
-            p, _ = curve_fit(f, t, y, p0=(y.min(), max(y[0] - y.min(), 1e-6), tau0),
-                             bounds=([0, 0, span / 1000], [np.inf, np.inf, span * 100]), maxfev=5000)
-        except (RuntimeError, ValueError):
-            continue
-        err = float(((f(t, *p) - y) ** 2).sum())
-        if best is None or err < best[0]:
-            best = (err, p)
-    if best is None:
+    t, y = t[t > 0], y[t > 0]
+    if len(t) < MIN_POINTS:
         return None
-    c, a, tau = best[1]
-    # re-express with t measured from step 0
-    return Plateau(float(c), float(a * math.exp(t[0] / tau)), float(tau))
+    last = float(t[-1])
+
+    w = _recent(t, last / 2)
+    x = np.stack([np.ones(w.sum()), np.log(t[w] / last)], 1)
+    coef, *_ = np.linalg.lstsq(x, y[w], rcond=None)
+    resid = y[w] - x @ coef
+    n, n_eff = len(resid), _effective_points(resid)
+    var = float(resid @ resid) / max(n - 2, 1) * np.linalg.inv(x.T @ x)[1, 1] * n / n_eff
+    horizon = math.log1p(STOP_HORIZON)
+    f = _recent(t, last / 8)
+    est = Plateau(step=int(last), current=float(coef[0]), gain=float(-coef[1] * horizon),
+                  gain_se=math.sqrt(var) * horizon, t_crit=float(student_t.ppf(0.95, max(n_eff - 2, 1))),
+                  window=(int(t[w][0]), int(last)), fit_start=int(t[f][0]))
+
+    fits = {m: r for m in _MODELS if (r := _fit_tail(t[f], y[f], m)) is not None}
+    if not fits:
+        return est
+    model = min(fits, key=lambda m: fits[m][0])
+    c, a, b = (float(v) for v in fits[model][1])
+    # the plateau is not above either fit's present value, c + a
+    low = min(max(0.0, r[1][0] - r[2]) for r in fits.values())
+    high = max(min(r[1][0] + r[2], r[1][0] + r[1][1]) for r in fits.values())
+    return replace(est, model=model, c=c, band=(float(low), float(high)), a=a, b=b)
+
+
+@lru_cache(maxsize=4)
+def _fit_history(history: tuple[tuple[int, float], ...]) -> Plateau | None:
+    # done() asks every step; the estimate only changes when a validation comes in
+    return fit_plateau([s for s, _ in history], [v for _, v in history])
+
+
+def _per_1000_text(p: Plateau) -> str:
+    gain, se = p.per_1000()
+    return f"{-100 * gain / p.current:+.2f}%±{100 * se / p.current:.2f}% per 1000 steps"
+
+
+def _plateau_text(p: Plateau) -> str:
+    # a band down to 0 means the tail has not begun to bend: no centre is worth printing
+    if p.band[0] > 0:
+        return f"plateau ~{p.c:.4f} ({p.band[0]:.4f}–{p.band[1]:.4f})"
+    return f"plateau not in sight (below {p.band[1]:.4f})"
+
+
+def describe_plateau(p: Plateau) -> str:
+    """One line: the state, the trend per 1000 steps, the plateau band and the expected stop."""
+    state = "flat" if p.flat else "still falling" if p.still_falling else "flattening"
+    text = f"{state}, {_per_1000_text(p)}"
+    if p.c is not None:
+        text += f", {_plateau_text(p)}"
+    stop = p.stop_step()
+    return text + (", --until plateau stops here" if p.stops else
+                   f", --until plateau waits for step {MIN_STOP_STEP}" if p.flat else
+                   f", stop expected ~step {stop}" if stop is not None else ", no stop in sight")
 
 
 # --- data ----------------------------------------------------------------------------
 
 @dataclass
 class FaceData:
-    """One faceset on the training device: crops (N, 3, S, S) uint8 and face masks (N, 1, S, S)."""
+    """One faceset on the training device: crops (N, 3, S, S) uint8, face masks (N, 1, S, S)
+    uint8 (the oval) and feature masks (N, 1, S, S) uint8 (eyes, brows and lips, grown a little)."""
 
     name: str
     crops: torch.Tensor
     masks: torch.Tensor
+    features: torch.Tensor
     coverage: int
     train: torch.Tensor  # indices
     val: torch.Tensor
@@ -143,6 +326,19 @@ def _hull_mask(landmarks: np.ndarray, frame_from_crop: np.ndarray, size: int) ->
     return mask
 
 
+def _feature_mask(landmarks: np.ndarray, frame_from_crop: np.ndarray, size: int) -> np.ndarray:
+    """Eyes, brows and lips as a filled mask in crop pixels (uint8 0/255), grown by 3 px:
+    where a viewer looks first, so the loss weighs them more (``feature_weight``)."""
+    from .color import EXCLUDED
+    from .mask import polygon_masks, regions
+
+    m = np.vstack([np.asarray(frame_from_crop), [0, 0, 1]])
+    crop_from_frame = np.linalg.inv(m)[:2]
+    pts = np.asarray(landmarks)[:, :2] @ crop_from_frame[:, :2].T + crop_from_frame[:, 2]
+    mask = polygon_masks(pts[None], [regions()[n] for n in EXCLUDED], size)[0]
+    return cv2.dilate(mask, np.ones((7, 7), np.uint8)) * 255
+
+
 def load_faceset(folder: Path, device: torch.device, bucket: str | None, val_faces: int, seed: int) -> FaceData:
     """Read a faceset once; hold out ``val_faces`` faces chosen by ``seed`` for validation."""
     folder = Path(folder)
@@ -153,17 +349,19 @@ def load_faceset(folder: Path, device: torch.device, bucket: str | None, val_fac
         raise UsageError(f"{folder}: {len(records)} faces{f' in bucket {bucket}' if bucket else ''}; training needs "
                          f"at least {val_faces + 8} ({val_faces} are held out for validation); extract more")
     info = json.loads((folder / FACESET_INFO).read_text()) if (folder / FACESET_INFO).is_file() else {}
-    crops, masks = [], []
+    crops, masks, features = [], [], []
     for r in records:
         img = cv2.imread(str(folder / r["file"]))
         if img is None:
             raise UsageError(f"{folder / r['file']}: missing or unreadable crop; extract the faceset again")
         crops.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
         masks.append(_hull_mask(r["landmarks"], r["frame_from_crop"], img.shape[0]))
+        features.append(_feature_mask(r["landmarks"], r["frame_from_crop"], img.shape[0]))
     crops_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().to(device)
     masks_t = torch.from_numpy(np.stack(masks))[:, None].to(device)
+    features_t = torch.from_numpy(np.stack(features))[:, None].to(device)
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed))
-    return FaceData(folder.name, crops_t, masks_t, int(info.get("coverage", 160)), order[val_faces:].to(device),
+    return FaceData(folder.name, crops_t, masks_t, features_t, int(info.get("coverage", 160)), order[val_faces:].to(device),
                     order[:val_faces].to(device))
 
 
@@ -184,14 +382,18 @@ def random_warp(images: torch.Tensor, generator: torch.Generator, strength: floa
 
 
 def augment(crops: torch.Tensor, masks: torch.Tensor | None, coverage: int, size: int,
-            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(input, target, target mask or None) for a batch of uint8 crops, on the crops' device.
+            generator: torch.Generator, warp: float = 0.05, features: torch.Tensor | None = None,
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(input, target, target mask or None, target feature mask or None) for a batch of
+    uint8 crops (N, 3, S, S), on the crops' device; masks and features (N, 1, S, S) uint8.
 
     Rotation ±10°, scale ±5%, shift ±5%, horizontal flip and colour jitter apply to input
-    and target (and mask) alike; the random warp to the input only.
+    and target (and the masks) alike; the random warp (``warp``: control-point offsets as a
+    share of the side) to the input only. ``coverage`` is the central square the model sees.
     """
     b, _, s, _ = crops.shape
-    x = crops.float() / 255 if masks is None else torch.cat([crops.float() / 255, masks.float() / 255], 1)
+    extra = [m.float() / 255 for m in (masks, features) if m is not None]
+    x = torch.cat([crops.float() / 255, *extra], 1)
     g = generator
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
@@ -211,8 +413,15 @@ def augment(crops: torch.Tensor, masks: torch.Tensor | None, coverage: int, size
     mean = rgb.mean((1, 2, 3), keepdim=True)
     rgb = ((rgb - mean) * contrast + mean + brightness).clamp(0, 1)
     target = model_input(rgb, coverage, size)
-    mask = None if masks is None else model_input(x[:, 3:].expand(-1, 3, -1, -1), coverage, size)[:, :1]
-    return random_warp(target, g), target, mask
+    # the masks travel as one 3-channel image through the resize (one call, not one per mask)
+    packed = x[:, 3:]
+    if extra:
+        packed = model_input(torch.cat([packed, packed[:, :1].expand(-1, 3 - packed.shape[1], -1, -1)], 1)
+                             if packed.shape[1] < 3 else packed, coverage, size)
+    extra_out = iter(packed.split(1, 1))
+    mask = next(extra_out) if masks is not None else None
+    feats = next(extra_out) if features is not None else None
+    return (random_warp(target, g, warp) if warp > 0 else target), target, mask, feats
 
 
 def plain_input(crops: torch.Tensor, coverage: int, size: int) -> torch.Tensor:
@@ -222,14 +431,32 @@ def plain_input(crops: torch.Tensor, coverage: int, size: int) -> torch.Tensor:
 
 # --- losses --------------------------------------------------------------------------
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def detail_bands(images: torch.Tensor) -> torch.Tensor:
+    """The finest detail of images (N, 3, H, W): the image less its Gaussian blur (sigma 1)."""
+    return images - kornia.filters.gaussian_blur2d(images, (5, 5), (1.0, 1.0))
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                        features: torch.Tensor | None = None, feature_weight: float = 0.0,
+                        detail_weight: float = 0.0) -> torch.Tensor:
     """Mean absolute error plus structural dissimilarity (DSSIM), per batch.
 
     With a learned mask channel, ``pred`` has 4 channels and the mask is trained against
-    the face oval ``mask`` by binary cross-entropy.
+    the face oval ``mask`` by binary cross-entropy. ``features`` (N, 1, H, W) in [0, 1]
+    marks eyes, brows and lips: their absolute error counts ``1 + feature_weight`` times
+    (the weights are normalised, so the loss keeps its scale). ``detail_weight`` adds the
+    absolute error of the finest detail band, which a plain L1 lets a young model blur.
     """
     rgb = pred[:, :3]
-    loss = (rgb - target).abs().mean() + kornia.losses.ssim_loss(rgb, target, window_size=7)
+    err = (rgb - target).abs()
+    if features is not None and feature_weight > 0:
+        w = 1 + feature_weight * features
+        l1 = (err * w).mean() / w.mean()
+    else:
+        l1 = err.mean()
+    loss = l1 + kornia.losses.ssim_loss(rgb, target, window_size=7)
+    if detail_weight > 0:
+        loss = loss + detail_weight * (detail_bands(rgb) - detail_bands(target)).abs().mean()
     if pred.shape[1] == 4 and mask is not None:
         loss = loss + F.binary_cross_entropy(pred[:, 3:].clamp(1e-4, 1 - 1e-4), mask)
     return loss
@@ -253,6 +480,10 @@ class TrainConfig:
     device: str = "auto"
     lr: float = 1e-4
     mask: bool = False
+    render: int | None = 224  # central pixels of the crop the model renders; None: the faceset's coverage
+    feature_weight: float = 3.0
+    detail_weight: float = 0.0
+    warp: float = 0.05
     compile: bool = False
     val_faces: int = 16
     val_every: int = 50
@@ -281,6 +512,16 @@ class Trainer:
         self.size = PRESETS[cfg.preset].size
         self.data = {"a": load_faceset(cfg.a, self.device, cfg.bucket, cfg.val_faces, cfg.seed),
                      "b": load_faceset(cfg.b, self.device, cfg.bucket, cfg.val_faces, cfg.seed + 1)}
+        a, b = self.data["a"], self.data["b"]
+        if a.coverage != b.coverage or a.crops.shape[-1] != b.crops.shape[-1]:
+            raise UsageError(f"{cfg.a} and {cfg.b} were aligned differently (coverage {a.coverage} and {b.coverage} "
+                             f"of {a.crops.shape[-1]} and {b.crops.shape[-1]} px crops); extract both with one Align")
+        # the square the model renders: the faceset's coverage sets the face's scale in the crop,
+        # a larger render takes in the jaw, cheeks and forehead the coverage leaves out
+        self.render = cfg.render or a.coverage
+        if not a.coverage <= self.render <= a.crops.shape[-1]:
+            raise UsageError(f"--render {self.render}: must lie between the facesets' coverage ({a.coverage}) and "
+                             f"their crop size ({a.crops.shape[-1]})")
         torch.manual_seed(cfg.seed)
         self.model = SwapModel(cfg.preset, ("a", "b"), cfg.mask).to(self.device)
         cuda = self.device.type == "cuda"
@@ -308,10 +549,12 @@ class Trainer:
     def batch_size(self) -> int:
         return max(1, batch_at(self.cfg.batch_schedule, self.step) >> self.batch_halvings)
 
-    def _sample(self, d: FaceData, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _sample(self, d: FaceData, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None,
+                                                    torch.Tensor | None]:
         pick = d.train[torch.randint(len(d.train), (n,), generator=self.sampler, device=self.sampler.device)
                        .to(d.train.device)]
-        return augment(d.crops[pick], d.masks[pick] if self.cfg.mask else None, d.coverage, self.size, self.generator)
+        return augment(d.crops[pick], d.masks[pick] if self.cfg.mask else None, self.render, self.size, self.generator,
+                       self.cfg.warp, d.features[pick] if self.cfg.feature_weight > 0 else None)
 
     def train_step(self) -> dict[str, float]:
         """One step: N faces of each identity through the shared encoder in one pass of 2N."""
@@ -325,8 +568,10 @@ class Trainer:
         with self.autocast:
             z = self.forward_encoder(x)
             preds = [self.model.decoders["a"](z[:n]), self.model.decoders["b"](z[n:])]
-        losses = torch.stack([reconstruction_loss(p.float(), t, m if self.cfg.mask else None)
-                              for p, (_, t, m) in zip(preds, (a, b))])
+        c = self.cfg
+        losses = torch.stack([reconstruction_loss(p.float(), t, m if c.mask else None, f, c.feature_weight,
+                                                  c.detail_weight)
+                              for p, (_, t, m, f) in zip(preds, (a, b))])
         losses.sum().backward()
         self.optimizer.step()
         la, lb = losses.detach().cpu().tolist()  # the step's one wait for the device
@@ -340,10 +585,11 @@ class Trainer:
         for name, d in self.data.items():
             parts = []
             for chunk in d.val.split(8):
-                x = plain_input(d.crops[chunk], d.coverage, self.size)
+                x = plain_input(d.crops[chunk], self.render, self.size)
                 with self.autocast:
                     pred = self.model(x, name)
-                mask = model_input(d.masks[chunk].float().expand(-1, 3, -1, -1) / 255, d.coverage, self.size)[:, :1]
+                mask = model_input(d.masks[chunk].float().expand(-1, 3, -1, -1) / 255, self.render,
+                                   self.size)[:, :1]
                 parts.append(float(reconstruction_loss(pred.float(), x, mask if self.cfg.mask else None)) * len(chunk))
             scores[f"val_{name}"] = sum(parts) / len(d.val)
         return {"val": (scores["val_a"] + scores["val_b"]) / 2, **scores}
@@ -355,7 +601,7 @@ class Trainer:
         rows = []
         for name, other in (("a", "b"), ("b", "a")):
             d = self.data[name]
-            x = plain_input(d.crops[self.preview_faces[name]], d.coverage, self.size)
+            x = plain_input(d.crops[self.preview_faces[name]], self.render, self.size)
             with self.autocast:
                 same, swap = self.model(x, name)[:, :3].float(), self.model(x, other)[:, :3].float()
             rows += [torch.cat(list(t), -1) for t in (x, same, swap)]
@@ -375,7 +621,7 @@ class Trainer:
         self._log_file.flush()  # whole lines on disk: a checkpoint records the log's length
 
     def plateau(self) -> Plateau | None:
-        return fit_plateau([s for s, _ in self.val_history], [v for _, v in self.val_history])
+        return _fit_history(tuple(self.val_history))
 
     def plot(self) -> None:
         plot_log(self.out / LOG_FILE, self.out / "loss.png", self.plateau())
@@ -386,8 +632,16 @@ class Trainer:
              "val": self.val_history[-1][1] if self.val_history else None,
              "batch_schedule": self.cfg.batch_schedule, "seed": self.cfg.seed, "device": str(self.device)}
         if p is not None:
-            s.update({"plateau": round(p.c, 6), "plateau_step": int(p.step_within(0.01)),
-                      "fit": {"c": p.c, "a": p.a, "tau": p.tau}})
+            gain, gain_se = p.per_1000()
+            s.update({"estimate": describe_plateau(p), "still_falling": p.still_falling, "flat": p.flat,
+                      "improvement_per_1000": round(gain, 6), "improvement_per_1000_se": round(gain_se, 6),
+                      "trend": {"window": list(p.window), "gain": p.gain, "gain_high": p.gain_high,
+                                "horizon": p.horizon, "current": p.current}})
+            if p.c is not None:
+                s.update({"plateau": round(p.c, 6), "plateau_band": [round(x, 6) for x in p.band],
+                          "fit": {"model": "c + a*(t/step)^-b", "c": p.c, "a": p.a, "b": p.b, "step": p.step,
+                                  "from_step": p.fit_start}})
+                s["plateau_step"] = p.stop_step()  # None: not within 100 times the steps so far
         return s
 
     def elapsed(self) -> float:
@@ -396,8 +650,11 @@ class Trainer:
     def model_info(self) -> ModelInfo:
         d = self.data["a"]
         return ModelInfo(preset=self.cfg.preset, size=self.size, crop=int(d.crops.shape[-1]), coverage=d.coverage,
+                         render=None if self.render == d.coverage else self.render,
                          names={"a": str(self.cfg.a), "b": str(self.cfg.b)}, bucket=self.cfg.bucket,
-                         mask=self.cfg.mask, training=self.summary())
+                         mask=self.cfg.mask, training=self.summary(),
+                         recipe={"lr": self.cfg.lr, "feature_weight": self.cfg.feature_weight,
+                                 "detail_weight": self.cfg.detail_weight, "warp": self.cfg.warp})
 
     def save(self) -> None:
         """Model and checkpoint, each file written under a temporary name then renamed."""
@@ -417,7 +674,7 @@ class Trainer:
         meta = {"step": self.step, "batch_halvings": self.batch_halvings, "val_history": self.val_history,
                 "elapsed": self.elapsed(), "log_bytes": log.stat().st_size if log.exists() else 0,
                 "param_groups": opt["param_groups"], "config": {"preset": self.cfg.preset, "mask": self.cfg.mask,
-                                                                 "seed": self.cfg.seed}}
+                                                                 "seed": self.cfg.seed, "render": self.render}}
         # one file, the step and log position in its header: a kill leaves the old checkpoint or the new one
         tmp = ck / ".checkpoint.safetensors.partial"
         save_file(tensors, str(tmp), metadata={"swapgraph_checkpoint": json.dumps(meta)})
@@ -433,6 +690,9 @@ class Trainer:
         if meta["config"]["preset"] != self.cfg.preset or meta["config"]["mask"] != self.cfg.mask:
             raise UsageError(f"--resume: the checkpoint in {ck} is a {meta['config']['preset']} model"
                              f"{' with a mask' if meta['config']['mask'] else ''}; resume with the same --preset/--mask")
+        if meta["config"].get("render", self.render) != self.render:
+            raise UsageError(f"--resume: the checkpoint in {ck} renders {meta['config']['render']} px; resume with "
+                             f"--render {meta['config']['render']}")
         tensors = load_file(str(tensor_path), device="cpu")
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_state)
@@ -466,7 +726,7 @@ class Trainer:
             return True
         if c.until_plateau:
             p = self.plateau()
-            return p is not None and len(self.val_history) >= 8 and self.step >= p.step_within(0.01)
+            return p is not None and len(self.val_history) >= 8 and p.stops
         return False
 
     def run(self) -> dict[str, Any]:
@@ -528,8 +788,7 @@ class Trainer:
     def progress_line(self, rec: dict[str, Any], ips: float) -> str:
         p = self.plateau()
         val = f"val {self.val_history[-1][1]:.4f}" if self.val_history else "val -"
-        est = (f"plateau ~{p.c:.4f}, within 1% at step ~{int(p.step_within(0.01))}" if p is not None
-               else "plateau: after 5 validations")
+        est = f"when to stop: after {MIN_POINTS} validations" if p is None else describe_plateau(p)
         return (f"step {self.step}  batch {rec['batch']}x2  {ips:.0f} img/s  loss {rec['loss']:.4f} "
                 f"(a {rec['loss_a']:.4f}, b {rec['loss_b']:.4f})  {val}  {est}")
 
@@ -541,7 +800,9 @@ def _main_thread() -> bool:
 
 
 def plot_log(log: Path, out: Path, plateau: Plateau | None = None) -> None:
-    """``loss.png``: the training loss (and its running mean) and the validation score."""
+    """``loss.png``: the whole run (training loss, its running mean, validation) and, beside it,
+    when to stop: the recent validations in log-step with the trend window and line, the
+    plateau fit and its band, and where ``--until plateau`` stops or is expected to."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -551,7 +812,7 @@ def plot_log(log: Path, out: Path, plateau: Plateau | None = None) -> None:
     for line in log.read_text().splitlines():
         r = json.loads(line)
         (val if "val" in r else train).append(r)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, (ax, zoom) = plt.subplots(1, 2, figsize=(13, 4.5), dpi=100)
     if train:
         steps = [r["step"] for r in train]
         loss = np.array([r["loss"] for r in train])
@@ -562,16 +823,14 @@ def plot_log(log: Path, out: Path, plateau: Plateau | None = None) -> None:
     if val:
         ax.plot([r["step"] for r in val], [r["val"] for r in val], "o-", color="#c40", ms=3,
                 label="validation (held-out faces)")
-    if plateau is not None and val:
-        t = np.linspace(0, max(val[-1]["step"], plateau.step_within(0.01)) * 1.1, 200)
-        ax.plot(t, [plateau.value(x) for x in t], "--", color="#c40", lw=0.8, label="fit c + a·exp(-t/τ)")
-        ax.axhline(plateau.c, color="#888", lw=0.8, ls=":", label=f"plateau {plateau.c:.4f}")
-        ax.axvline(plateau.step_within(0.01), color="#888", lw=0.8, ls="-.",
-                   label=f"within 1%: step {int(plateau.step_within(0.01))}")
+    if plateau is not None and plateau.c is not None:
+        ax.axhspan(*plateau.band, color="#888", alpha=0.2, lw=0, label=f"{_plateau_text(plateau)}, 90% band")
     ax.set_xlabel("step")
     ax.set_ylabel("L1 + DSSIM")
+    ax.set_title("the run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    _plot_when_to_stop(zoom, [(r["step"], r["val"]) for r in val if r["step"] > 0], plateau)
     fig.tight_layout()
     tmp = out.with_name(f".{out.stem}.partial.png")
     fig.savefig(tmp)
@@ -579,5 +838,47 @@ def plot_log(log: Path, out: Path, plateau: Plateau | None = None) -> None:
     os.replace(tmp, out)
 
 
-__all__ = ["Plateau", "TrainConfig", "Trainer", "augment", "batch_at", "fit_plateau", "parse_batch_schedule",
-           "random_warp"]
+def _plot_when_to_stop(ax: Any, val: list[tuple[int, float]], p: Plateau | None) -> None:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())  # step numbers, not 3x10^2 labels that overlap
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("step (log)")
+    ax.set_title("when to stop")
+    ax.grid(alpha=0.3, which="both")
+    if p is None:
+        ax.text(0.5, 0.5, f"after {MIN_POINTS} validations", ha="center", transform=ax.transAxes)
+        return
+    shown = [(s, v) for s, v in val if s >= p.fit_start / 2]
+    ax.plot(*zip(*shown), "o", color="#c40", ms=3, label="validation")
+    stop = p.stop_step()
+    end = p.step + p.horizon if stop is None else max(p.step + p.horizon, min(stop, 4 * p.step))
+    ax.axvspan(*p.window, color="#28a", alpha=0.08, lw=0)
+    t = np.geomspace(p.window[0], p.step + p.horizon, 50)
+    ax.plot(t, p.trend(t), "-", color="#28a", lw=1.2, label=f"trend of the shaded window: {_per_1000_text(p)}")
+    ax.errorbar([p.step + p.horizon], [p.current - p.gain], yerr=[[p.t_crit * p.gain_se], [p.t_crit * p.gain_se]],
+                color="#28a", capsize=3, label=f"gain over the next {p.horizon} steps, 90% interval "
+                                               f"(stop under {STOP_GAIN * p.current:.4f})")
+    if p.c is not None:
+        t = np.geomspace(p.fit_start, end, 100)
+        shape = f"c + a·t^-{p.b:.2f}" if p.model == "power" else f"c + a·exp(-t/{p.b:.0f})"
+        ax.plot(t, p.value(t), "--", color="#c40", lw=0.9, label=f"fit {shape} from step {p.fit_start}")
+        ax.axhspan(*p.band, color="#888", alpha=0.2, lw=0, label=f"{_plateau_text(p)}, 90% band")
+    if p.stops:
+        ax.axvline(p.step, color="#080", lw=1, label=f"flat: --until plateau stops at step {p.step}")
+    elif p.flat:
+        ax.axvline(stop, color="#080", lw=1, ls="-.", label=f"flat, but --until plateau waits for step {stop}")
+    elif stop is not None:
+        ax.axvline(stop, color="#888", lw=1, ls="-.", label=f"expected stop ~step {stop}")
+    else:
+        ax.plot([], [], " ", label="no stop expected within 100x the steps so far")
+    # the band may reach 0: frame the scores, the plateau and the interval, not all of the band
+    low = min([v for _, v in shown] + [p.current - p.gain_high] + ([p.c] if p.c is not None else []))
+    high = max(v for _, v in shown)
+    ax.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    ax.legend(fontsize=7)
+
+
+__all__ = ["Plateau", "TrainConfig", "Trainer", "augment", "batch_at", "describe_plateau", "fit_plateau",
+           "parse_batch_schedule", "random_warp"]

@@ -267,11 +267,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(a=Path(args.a), b=Path(args.b), out=Path(args.out), preset=args.preset, bucket=args.bucket,
                       batch_schedule=schedule, steps=args.steps, minutes=args.minutes,
                       until_plateau=args.until == "plateau", resume=args.resume, seed=args.seed, device=args.device,
-                      lr=args.lr, mask=args.mask, compile=args.compile, val_every=args.val_every,
+                      lr=args.lr, mask=args.mask, render=args.render, feature_weight=args.feature_weight,
+                      detail_weight=args.detail_weight, warp=args.warp, compile=args.compile, val_every=args.val_every,
                       preview_every=args.preview_every, checkpoint_every=args.checkpoint_every, quiet=args.quiet)
     summary = Trainer(cfg).run()
-    est = (f"; plateau ~{summary['plateau']:.4f}, within 1% at step ~{summary['plateau_step']}"
-           if "plateau" in summary else "")
+    est = f"; {summary['estimate']}" if "estimate" in summary else ""
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s: validation {summary['val']:.4f}{est}")
     print(f"model: {cfg.out}  (loss plot {cfg.out / 'loss.png'}, previews {cfg.out / 'previews'})")
     return 0
@@ -379,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(mean absolute difference of 16x16 thumbnails, 0..1); 0 keeps duplicates")
     fp.set_defaults(func=cmd_faceset_filter)
 
+    from swapgraph.nodes.training import TrainConfig
+
+    recipe = TrainConfig.__dataclass_fields__  # the defaults live in one place: TrainConfig
     sp = sub.add_parser("train", help="train a swap model on two facesets")
     sp.add_argument("--a", required=True, help="faceset of identity A (the plate's face)")
     sp.add_argument("--b", required=True, help="faceset of identity B (the face to put on it)")
@@ -389,12 +392,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-schedule", metavar="STEP:N,...", help="batch size by step, e.g. 0:8,2000:16,5000:64")
     sp.add_argument("--steps", type=int, help="stop after this many steps")
     sp.add_argument("--minutes", type=float, help="stop after this much training time")
-    sp.add_argument("--until", metavar="plateau", help="stop when validation is within 1%% of its fitted plateau")
+    sp.add_argument("--until", metavar="plateau", help="stop when training half as long again would gain under 1%% of the validation "
+                                                    "score (95%% bound), not before step 3000")
     sp.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    sp.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    sp.add_argument("--lr", type=float, default=recipe["lr"].default, help="Adam learning rate (default %(default)s)")
     sp.add_argument("--mask", action="store_true", help="also learn a face mask channel")
+    sp.add_argument("--render", type=int, default=recipe["render"].default, metavar="PX",
+                    help="central pixels of the facesets' 256 px crops the model renders (default %(default)s; the "
+                         "facesets' coverage, 160, renders brows to lips only); the mask and corrections stay inside")
+    sp.add_argument("--feature-weight", type=float, default=recipe["feature_weight"].default, metavar="W",
+                    help="eyes, brows and lips count 1+W times in the loss (default %(default)s)")
+    sp.add_argument("--detail-weight", type=float, default=recipe["detail_weight"].default, metavar="W",
+                    help="weight of a loss on the finest detail band, against a blurry face (default %(default)s)")
+    sp.add_argument("--warp", type=float, default=recipe["warp"].default,
+                    help="random warp strength of the input, 0 = none (default %(default)s)")
     sp.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     sp.add_argument("--val-every", type=int, default=50, metavar="K", help="validate every K steps")
     sp.add_argument("--preview-every", type=int, default=200, metavar="K", help="preview grid every K steps")

@@ -150,8 +150,7 @@ def run_demo(out: Path, quiet: bool = False, steps: int = 150) -> None:
     summary = Trainer(TrainConfig(a=facesets["astronaut"], b=facesets["grace"], out=model, preset="lite-64",
                                   batch_schedule=[(0, 16)], steps=steps, val_every=25, preview_every=50,
                                   checkpoint_every=100, quiet=True), log=say).run()
-    say(f"trained: validation {summary['val']:.4f}" + (f", plateau ~{summary['plateau']:.4f} at step "
-                                                        f"~{summary['plateau_step']}" if "plateau" in summary else ""))
+    say(f"trained: validation {summary['val']:.4f}" + (f"; {summary['estimate']}" if "estimate" in summary else ""))
     swapped = out / "astronaut_as_grace.mp4"
     _run_preset("swap.json", [f"plate.path={shots['astronaut']}", f"swap.model={model}", f"out.path={swapped}"])
     say("converted the astronaut shot with graphs/swap.json")

@@ -121,3 +121,27 @@ def fails_as_user_error(marker: str) -> str:
     path = Path(marker)
     path.write_text(str(int(path.read_text() or 0) + 1) if path.exists() else "1")
     raise ChunkFailed(get_worker().address, "the disk is full", 2)
+
+
+def find_face(image: np.ndarray):
+    """The one face MediaPipe finds in ``image`` (RGB uint8 (H, W, 3)), in this process."""
+    from swapgraph.nodes.face import FaceAnalyzer
+
+    analyzer = FaceAnalyzer(1, "auto", 0.5, 480)
+    try:
+        return analyzer.analyze(image[None], 1, 24)[0][0]
+    finally:
+        analyzer.close()
+
+
+def aligned_crops(image: np.ndarray, face, crop: int = 256, coverage: int = 160):
+    """``image`` as a one-frame ``Frames`` and its face's aligned crop as ``FaceCrops``."""
+    from swapgraph.nodes.align import crop_from_frame_matrices, cut_crops, invert_affine
+    from swapgraph.runtime.images import rgb_to_tensor
+    from swapgraph.runtime.ports import FaceCrops, Frames, VideoInfo
+
+    h, w = image.shape[:2]
+    frames = Frames(rgb_to_tensor(image[None]), [0], [0], [1], VideoInfo(w, h, 25, 1))
+    m = crop_from_frame_matrices(torch.from_numpy(face.landmarks[None]), crop, coverage)
+    crops = cut_crops(frames.data, torch.tensor([0]), m, crop)
+    return frames, FaceCrops(crops, invert_affine(m), [0], [face], coverage, 64, frames)

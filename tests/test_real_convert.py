@@ -14,7 +14,7 @@ pytestmark = pytest.mark.real
 
 @pytest.fixture(scope="module")
 def d18_to_d19(tmp_path_factory):
-    """A lite-64 model trained briefly on d18 (A) and d19 (B) facesets."""
+    """A model trained briefly with the default recipe on d18 (A) and d19 (B) facesets."""
     from swapgraph.runtime.cli import main
 
     root = tmp_path_factory.mktemp("d18_d19")
@@ -24,9 +24,9 @@ def d18_to_d19(tmp_path_factory):
         assert main(["run", str(GRAPHS / "extract.json"), "--set", f"plate.path={SHARED_CLIPS / f'{name}.mp4'}",
                      "--set", f"faceset.path={sets[name]}", "--frames", "0-149", "--quiet"]) == 0
     model = root / "model"
-    Trainer(TrainConfig(a=sets["d18"], b=sets["d19"], out=model, preset="lite-64", device="cpu",
-                        batch_schedule=[(0, 16)], steps=120, val_every=40, preview_every=1000,
-                        checkpoint_every=1000, quiet=True)).run()
+    # swapgraph train's defaults (TrainConfig's), briefly
+    Trainer(TrainConfig(a=sets["d18"], b=sets["d19"], out=model, device="cpu", steps=150, val_every=50,
+                        preview_every=1000, checkpoint_every=1000, quiet=True)).run()
     return model
 
 
@@ -38,10 +38,14 @@ def test_swap_graph_beats_the_classic_recipe(cli, d18_to_d19, tmp_path):
         r = cli("run", GRAPHS / f"{graph}.json", "--set", f"plate.path={plate}", "--set", f"swap.model={d18_to_d19}",
                 "--set", f"out.path={out}", "--set", "out.preset=veryfast", "--frames", "0-59", "--quiet")
         assert r.code == 0, r.err
-        summaries[graph] = run_qc(out, plate, frames="0-59")["summary"]
+        # the frame range and the A and B facesets (for identity) come from the output's sidecar
+        summaries[graph] = run_qc(out, plate)["summary"]
     ours, classic = summaries["swap"], summaries["classic"]
     print(summaries)
     assert ours["coverage"] == classic["coverage"] == 1.0
     assert ours["color_delta_e"] < classic["color_delta_e"]
-    assert ours["seam_energy"] < classic["seam_energy"]
-    assert abs(1 - ours["sharpness_ratio"]) < abs(1 - classic["sharpness_ratio"])
+    assert ours["edges"] < classic["edges"]
+    assert ours["identity"] > classic["identity"]  # further from A towards B
+    # no worse on expression and flicker (within 5%: both graphs share the model and the landmarks)
+    assert ours["expression_nme"] <= 1.05 * classic["expression_nme"]
+    assert ours["flicker"] <= 1.05 * classic["flicker"]

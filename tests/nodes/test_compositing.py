@@ -11,17 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from swapgraph.nodes.align import crop_from_frame_matrices, cut_crops, invert_affine, paste_crops
+from swapgraph.nodes.align import paste_crops
 from swapgraph.nodes.blend import MaskBlend, MaskBlendParams
 from swapgraph.nodes.color import ColorCorrect, ColorCorrectParams, MatchDetail, MatchDetailParams
-from swapgraph.nodes.face import FaceAnalyzer
 from swapgraph.nodes.mask import FaceMask, FaceMaskParams, box_masks, face_region_masks, grow_and_feather
 from swapgraph.nodes.report import edges_measure
 from swapgraph.nodes.swap import swap_crops
-from swapgraph.runtime.images import frames_to_rgb8, rgb_to_tensor
-from swapgraph.runtime.ports import FaceCrops, Frames, Masks, VideoInfo
+from swapgraph.runtime.images import frames_to_rgb8
+from swapgraph.runtime.ports import FaceCrops, Frames, Masks
 
-from helpers import packaged_photo
+from helpers import aligned_crops, find_face, packaged_photo
 
 CPU = torch.device("cpu")
 MODES = ["hull", "no_forehead", "box", "learned"]
@@ -45,16 +44,7 @@ class IdentityModel(torch.nn.Module):
 @pytest.fixture(scope="module")
 def plate() -> tuple[Frames, FaceCrops]:
     image = packaged_photo("grace_hopper")
-    analyzer = FaceAnalyzer(1, "auto", 0.5, 480)
-    try:
-        face = analyzer.analyze(image[None], 1, 24)[0][0]
-    finally:
-        analyzer.close()
-    h, w = image.shape[:2]
-    frames = Frames(rgb_to_tensor(image[None]), [0], [0], [1], VideoInfo(w, h, 25, 1))
-    m = crop_from_frame_matrices(torch.from_numpy(face.landmarks[None]), 256, 160)
-    crops = cut_crops(frames.data, torch.tensor([0]), m, 256)
-    return frames, FaceCrops(crops, invert_affine(m), [0], [face], 160, 64, frames)
+    return aligned_crops(image, find_face(image))
 
 
 def composite(frames: Frames, crops: FaceCrops, model: IdentityModel, mode: str, colour: str, blend: str,

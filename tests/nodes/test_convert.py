@@ -10,31 +10,20 @@ import pytest
 import torch
 
 from swapgraph.nodes import swap as swap_module
-from swapgraph.nodes.align import crop_from_frame_matrices, cut_crops, invert_affine
 from swapgraph.nodes.color import correct_colour, skin_masks
-from swapgraph.nodes.face import FaceAnalyzer
 from swapgraph.nodes.mask import crop_landmarks, polygon_masks, regions, square_morphology
 from swapgraph.nodes.swap import Swap, SwapParams, held_bucket, nearest_bucket
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
-from swapgraph.runtime.images import rgb_to_tensor
 from swapgraph.runtime.ports import BUCKETS, Face, FaceCrops, Frames, VideoInfo
 
-from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, stream_facts, write_clip
+from helpers import GRAPHS, aligned_crops, animate_photo, decode_all, find_face, packaged_photo, stream_facts, write_clip
 
 
 @pytest.fixture(scope="module")
 def grace_crops() -> FaceCrops:
     """Aligned 256 px crops of grace_hopper.jpg (one face), with their frame."""
     image = packaged_photo("grace_hopper")
-    analyzer = FaceAnalyzer(1, "auto", 0.5, 480)
-    try:
-        face = analyzer.analyze(image[None], 1, 24)[0][0]
-    finally:
-        analyzer.close()
-    frames = Frames(rgb_to_tensor(image[None]), [0], [0], [1], VideoInfo(512, 600, 25, 1))
-    m = crop_from_frame_matrices(torch.from_numpy(face.landmarks[None]), 256, 160)
-    crops = cut_crops(frames.data, torch.tensor([0]), m, 256)
-    return FaceCrops(crops, invert_affine(m), [0], [face], 160, 64, frames)
+    return aligned_crops(image, find_face(image))[1]
 
 
 class TestMatchDetail:

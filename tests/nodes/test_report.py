@@ -11,7 +11,7 @@ import pytest
 from swapgraph.nodes.face import FaceAnalyzer
 from swapgraph.nodes.report import SUMMARY_KEYS, edges_measure, frame_metrics, summarise
 
-from helpers import animate_photo, packaged_photo, write_clip
+from helpers import animate_photo, find_face, packaged_photo, write_clip
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +108,7 @@ def grace():
     from swapgraph.nodes.align import crop_from_frame_matrices
 
     image = packaged_photo("grace_hopper")
-    analyzer = FaceAnalyzer(1, "auto", 0.5, 480)
-    try:
-        face = analyzer.analyze(image[None], 1, 24)[0][0]
-    finally:
-        analyzer.close()
+    face = find_face(image)
     return image, face, crop_from_frame_matrices(torch.from_numpy(face.landmarks[None]), 256, 160)[0].numpy()
 
 

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from swapgraph.nodes.swap_model import PRESETS, ModelError, ModelInfo, SwapModel, bank_models, load_model, save_model
-from swapgraph.nodes.training import (Plateau, TrainConfig, Trainer, augment, batch_at, fit_plateau,
-                                      parse_batch_schedule, random_warp)
+from swapgraph.nodes.training import TrainConfig, Trainer, augment, batch_at, parse_batch_schedule, random_warp
 from swapgraph.runtime.errors import UsageError
 
 from helpers import GRAPHS, SHARED_CLIPS, animate_photo, packaged_photo, swapgraph_subprocess, write_clip
@@ -121,28 +120,35 @@ class TestAugment:
         crops = torch.randint(0, 256, (5, 3, 256, 256), dtype=torch.uint8)
         masks = torch.zeros(5, 1, 256, 256, dtype=torch.uint8)
         masks[..., 80:180, 80:180] = 255
-        x, target, mask = augment(crops, masks, 160, 64, g)
-        assert x.shape == target.shape == (5, 3, 64, 64) and mask.shape == (5, 1, 64, 64)
+        features = torch.zeros_like(masks)
+        features[..., 100:120, 90:170] = 255
+        x, target, mask, feats = augment(crops, masks, 160, 64, g, features=features)
+        assert x.shape == target.shape == (5, 3, 64, 64) and mask.shape == feats.shape == (5, 1, 64, 64)
         assert not torch.allclose(x, target)
         assert 0 <= x.min() and x.max() <= 1 and mask.max() > 0.9
+        assert 0.02 < float(feats.mean()) < float(mask.mean())  # the feature band moved with the crop
         assert augment(crops, None, 160, 64, g)[2] is None  # no mask channel: nothing to warp
+        x, target, _, _ = augment(crops, None, 224, 64, g, warp=0)
+        assert torch.equal(x, target)  # no warp: the input is the target
+
+    def test_feature_weight_counts_errors_on_features_more(self):
+        from swapgraph.nodes.training import reconstruction_loss
+
+        target = torch.full((2, 3, 64, 64), 0.5)
+        features = torch.zeros(2, 1, 64, 64)
+        features[..., 16:26, 10:50] = 1
+        on_features, elsewhere = target.clone(), target.clone()
+        on_features[..., 16:26, 10:50] += 0.2
+        elsewhere[..., 38:48, 10:50] += 0.2  # an error of the same size and area, off the features
+        plain = [float(reconstruction_loss(p, target)) for p in (on_features, elsewhere)]
+        assert plain[0] == pytest.approx(plain[1], rel=1e-3)
+        weighted = [float(reconstruction_loss(p, target, None, features, 3.0)) for p in (on_features, elsewhere)]
+        assert weighted[0] > 1.5 * weighted[1]
+        sharp = target + 0.1 * (torch.rand_like(target) - 0.5)
+        assert float(reconstruction_loss(target, sharp, detail_weight=1.0)) > float(reconstruction_loss(target, sharp))
 
 
-class TestPlateau:
-    def test_recovers_known_parameters_from_a_noisy_curve(self):
-        rng = np.random.default_rng(0)
-        steps = list(range(0, 3001, 50))
-        true = Plateau(c=0.2, a=0.5, tau=400)
-        values = [true.value(t) + rng.normal(0, 0.003) for t in steps]
-        fit = fit_plateau(steps, values)
-        assert fit.c == pytest.approx(0.2, rel=0.05)
-        assert fit.a == pytest.approx(0.5, rel=0.05)
-        assert fit.tau == pytest.approx(400, rel=0.1)
-        assert fit.step_within(0.01) == pytest.approx(400 * math.log(0.5 / 0.002), rel=0.1)
-
-    def test_needs_five_points(self):
-        assert fit_plateau([0, 1, 2, 3], [4, 3, 2, 1]) is None
-
+class TestBatchSchedule:  # the plateau estimate has its own tests in test_plateau.py
     def test_batch_schedule(self):
         s = parse_batch_schedule("0:8,2000:16,5000:64")
         assert [batch_at(s, t) for t in (0, 1999, 2000, 4999, 5000, 10**6)] == [8, 8, 16, 16, 64, 64]
@@ -166,7 +172,7 @@ class TestTraining:
         assert summary["steps"] == 100 and "plateau" in summary
         info = json.loads((tmp_path / "m" / "model.json").read_text())
         assert info["preset"] == "lite-64" and info["training"]["steps"] == 100
-        assert info["training"]["plateau_step"] > 0
+        assert isinstance(info["training"]["still_falling"], bool) and "improvement_per_1000_se" in info["training"]
         assert (tmp_path / "m" / "loss.png").stat().st_size > 10_000
         previews = sorted((tmp_path / "m" / "previews").glob("*.png"))
         assert [p.name for p in previews] == ["step_0000050.png", "step_0000100.png"]
@@ -184,15 +190,25 @@ class TestTraining:
         trainer.cfg.batch_schedule = [(0, 64)]
         assert trainer.validate()["val"] == before
 
-    def test_until_plateau_stops_where_the_fit_says(self, facesets, tmp_path):
+    def test_until_plateau_stops_on_a_flat_curve_and_not_a_falling_one(self, facesets, tmp_path):
         trainer = Trainer(config(facesets, tmp_path / "m", until_plateau=True))
-        curve = Plateau(c=0.2, a=0.3, tau=100)
-        trainer.val_history = [(t, curve.value(t)) for t in range(0, 400, 50)]
-        stop = curve.step_within(0.01)  # about 497
-        trainer.step = int(stop) - 20
+        rng = np.random.default_rng(0)
+        steps = range(0, 4001, 50)
+        # a fast drop then a slow tail: one exponential through it all said "within 1%" at step ~1000
+        trainer.val_history = [(t, 0.05 + 0.2 * math.exp(-t / 150) + 0.03 * math.exp(-t / 4000) + rng.normal(0, 7e-4))
+                               for t in steps]
+        trainer.step = 4000
         assert not trainer.done()
-        trainer.step = int(stop) + 20
+        s = trainer.summary()
+        assert s["still_falling"] and not s["flat"] and s["improvement_per_1000"] > 2 * s["improvement_per_1000_se"]
+        assert s["plateau_band"][0] <= s["plateau"] <= s["plateau_band"][1] and s["plateau"] < s["val"]
+        line = trainer.progress_line({"batch": 8, "loss": 0.1, "loss_a": 0.1, "loss_b": 0.1}, 100.0)
+        assert "still falling" in line and "per 1000 steps" in line
+        trainer.val_history = [(t, 0.06 + 0.2 * math.exp(-t / 200) + rng.normal(0, 7e-4)) for t in steps]
         assert trainer.done()
+        assert trainer.summary()["flat"] and trainer.summary()["plateau_step"] == 4000
+        trainer.val_history = trainer.val_history[:7]  # flat or not, never on fewer than 8 scores
+        assert not trainer.done()
 
     def test_bucket_without_faces_is_a_usage_error(self, facesets, tmp_path):
         with pytest.raises(UsageError, match="0 faces in bucket side"):
