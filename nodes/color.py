@@ -4,11 +4,11 @@ model rendered.
 The classic transfer matches the mean and deviation of the whole crop in Lab, which
 tints the eyes, brows, lips and beard with the skin's shift. ``lab-stats`` and
 ``histogram`` measure the skin's transfer on skin only (the face oval less the mesh
-regions of the eyes, brows and lips) and give each feature group (eyes, brows, lips) a
-transfer of its own, measured between the model's and the plate's same feature: the
-model's features take the plate's colour and light as its skin does, without the skin's
-shift, and the weights of skin and features blend smoothly, so no edge appears between
-them. Every correction changes only the square the model rendered
+regions of the eyes, brows and lips) and apply it to everything the model rendered; then
+each feature group (eyes, brows, lips) has its colour (Lab a, b) moved to the mean colour
+of the plate's same feature: the features keep the skin's lightness transfer but neither
+the model's raw colour nor the skin's tint, and the soft offset leaves no edge at their
+outline. Every correction changes only the square the model rendered
 (``FaceCrops.rendered_size``); the plate's pixels around it are never touched.
 """
 
@@ -60,17 +60,12 @@ def _masked_stats(lab: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return mean, var.sqrt().clamp_min(1e-3)
 
 
-def transfer_lab_stats(src: torch.Tensor, ref: torch.Tensor, measure: torch.Tensor,
-                       max_ratio: float | None = None) -> torch.Tensor:
+def transfer_lab_stats(src: torch.Tensor, ref: torch.Tensor, measure: torch.Tensor) -> torch.Tensor:
     """Lab crops ``src`` (N, 3, S, S) with the mean and deviation of Lab crops ``ref``, both
-    measured where ``measure`` (N, 1, S, S) is 1. Returns the corrected Lab image.
-    ``max_ratio`` bounds how much a deviation may be scaled (either way)."""
+    measured where ``measure`` (N, 1, S, S) is 1. Returns the corrected Lab image."""
     ms, ss = _masked_stats(src, measure)
     mr, sr = _masked_stats(ref, measure)
-    ratio = sr / ss
-    if max_ratio is not None:
-        ratio = ratio.clamp(1 / max_ratio, max_ratio)
-    return (src - ms) * ratio + mr
+    return (src - ms) / ss * sr + mr
 
 
 def transfer_histogram(src: torch.Tensor, ref: torch.Tensor, measure: torch.Tensor, levels: int = 64) -> torch.Tensor:
@@ -116,19 +111,19 @@ def correct_colour(source: torch.Tensor, reference: torch.Tensor, crops: FaceCro
         skin = skin[box]
         fn = transfer_lab_stats if method == "lab-stats" else transfer_histogram
         lab_skin = fn(src_lab, ref_lab, skin)
-        # each feature its own transfer (model's feature -> plate's feature); the weights of
-        # skin and features are soft and sum to 1, so the corrected face has no inner edge
-        mixed = torch.zeros_like(src_lab)
-        left = torch.ones_like(src_lab[:, :1])
+        # each feature's colour (a, b) is moved to the plate's same feature's mean colour, on top
+        # of the skin's transfer (which sets its lightness): the feature neither keeps the
+        # model's raw colour nor takes the skin's tint, and a feature the model has not learned
+        # yet is not painted in as a polygon of the plate's tone. An offset, softly weighted,
+        # so no edge appears at the feature's outline.
+        lab = lab_skin.clone()
         for mask in feature_masks(crops).values():
             hard = mask[box]
             enough = (hard.sum((1, 2, 3)) >= MIN_FEATURE_PIXELS)[:, None, None, None]
-            lab_f = torch.where(enough, transfer_lab_stats(src_lab, ref_lab, hard, max_ratio=2.0), lab_skin)
-            # inside the feature only: its transfer is wrong for the skin around it
-            w = grow_and_feather(hard, 0, 0.7) * hard * left
-            mixed = mixed + w * lab_f
-            left = left - w
-        lab = mixed + left * lab_skin
+            model_ab, _ = _masked_stats(lab_skin[:, 1:], hard)
+            plate_ab, _ = _masked_stats(ref_lab[:, 1:], hard)
+            w = grow_and_feather(hard, 2, 1.0) * enough
+            lab[:, 1:] = lab[:, 1:] + w * (plate_ab - model_ab)
     out = source.clone()
     out[box] = kornia.color.lab_to_rgb(src_lab + (lab - src_lab) * strength).clamp(0, 1)
     return out
@@ -169,7 +164,7 @@ class ColorCorrect(Node):
 
 
 def match_detail(source: torch.Tensor, reference: torch.Tensor, measure: torch.Tensor, sigmas=(1.0, 2.5),
-                 max_gain: float = 6.0) -> torch.Tensor:
+                 max_gain: float = 3.0) -> torch.Tensor:
     """Raise the fine detail of ``source`` towards that of ``reference``, band by band.
 
     A model renders faces at 64-256 px that are then enlarged into a sharper plate; their
@@ -193,7 +188,8 @@ def match_detail(source: torch.Tensor, reference: torch.Tensor, measure: torch.T
 
 class MatchDetailParams(Params):
     strength: float = Field(1.0, ge=0, le=1, description="0 leaves the swap as it is, 1 matches the plate's detail")
-    max_gain: float = Field(6.0, ge=1, le=32, description="the most a band of detail is amplified")
+    max_gain: float = Field(3.0, ge=1, le=32, description="the most a band of detail is amplified (a young "
+                                                            "model's upscaling grid grows with it)")
 
 
 class MatchDetail(Node):
