@@ -87,6 +87,17 @@ def transfer_histogram(src: torch.Tensor, ref: torch.Tensor, measure: torch.Tens
     return out
 
 
+def feature_presence(model: torch.Tensor, plate: torch.Tensor, skin: torch.Tensor) -> torch.Tensor:
+    """How far the model rendered a feature, in [0, 1], shape (N, 1, 1, 1): the distance of
+    the model's mean Lab colour of the feature from the plate's skin, over the plate's own
+    feature's distance from it (its contrast), ramped: none below a quarter of it (the
+    model's shading of skin), whole above three quarters. All (N, 3, 1, 1) Lab means; the
+    model's after the skin's transfer."""
+    ours = (model - skin).norm(dim=1, keepdim=True)
+    theirs = (plate - skin).norm(dim=1, keepdim=True).clamp_min(2.0)
+    return ((ours / theirs - 0.25) / 0.5).clamp(0, 1)
+
+
 def _rendered_box(crops: FaceCrops) -> tuple[Any, ...]:
     """Index of the square the model rendered, for (..., S, S) tensors."""
     pad = (crops.crop_size - crops.rendered_size) // 2
@@ -111,19 +122,21 @@ def correct_colour(source: torch.Tensor, reference: torch.Tensor, crops: FaceCro
         skin = skin[box]
         fn = transfer_lab_stats if method == "lab-stats" else transfer_histogram
         lab_skin = fn(src_lab, ref_lab, skin)
-        # each feature's colour (a, b) is moved to the plate's same feature's mean colour, on top
-        # of the skin's transfer (which sets its lightness): the feature neither keeps the
-        # model's raw colour nor takes the skin's tint, and a feature the model has not learned
-        # yet is not painted in as a polygon of the plate's tone. An offset, softly weighted,
-        # so no edge appears at the feature's outline.
+        # each feature's colour (a, b) is moved towards the plate's same feature's mean colour,
+        # on top of the skin's transfer (which sets its lightness): the feature neither keeps
+        # the model's raw colour nor takes the skin's tint. Only as far as the model rendered
+        # the feature: a young model's eyes that are still skin must not get the plate's eye
+        # colour painted on as a patch. An offset, softly weighted: no edge at the outline.
         lab = lab_skin.clone()
+        skin_ref, _ = _masked_stats(ref_lab, skin)
         for mask in feature_masks(crops).values():
             hard = mask[box]
             enough = (hard.sum((1, 2, 3)) >= MIN_FEATURE_PIXELS)[:, None, None, None]
-            model_ab, _ = _masked_stats(lab_skin[:, 1:], hard)
-            plate_ab, _ = _masked_stats(ref_lab[:, 1:], hard)
-            w = grow_and_feather(hard, 2, 1.0) * enough
-            lab[:, 1:] = lab[:, 1:] + w * (plate_ab - model_ab)
+            model_f, _ = _masked_stats(lab_skin, hard)
+            plate_f, _ = _masked_stats(ref_lab, hard)
+            rendered = feature_presence(model_f, plate_f, skin_ref)
+            w = grow_and_feather(hard, 2, 1.0) * (enough * rendered)
+            lab[:, 1:] = lab[:, 1:] + w * (plate_f[:, 1:] - model_f[:, 1:])
     out = source.clone()
     out[box] = kornia.color.lab_to_rgb(src_lab + (lab - src_lab) * strength).clamp(0, 1)
     return out

@@ -106,6 +106,20 @@ class TestColorCorrect:
         ring = lip[:, 1:] ^ lip[:, :-1]  # vertical steps across the lips' outline
         assert float(step(ours)[ring].mean()) < 0.8 * float(step(model)[ring].mean())
 
+    def test_features_a_young_model_has_not_rendered_get_no_patch_of_the_plates_colour(self, grace_crops):
+        # a young model renders skin where the plate has lips: the plate's lip colour must not
+        # be painted onto it as a patch
+        plate = grace_crops.crops
+        skin, _ = skin_masks(grace_crops)
+        lips = self.region(grace_crops, ("lips",))
+        skin_colour = (plate * skin).sum((2, 3), keepdim=True) / skin.sum()
+        model = torch.where(lips, skin_colour.expand_as(plate), plate)
+        ours = correct_colour(model, plate, grace_crops, "lab-stats", 1.0)
+        # the lips keep the colour the model rendered them in, not the plate's lip colour
+        colour = slice(1, 3)
+        painted = self.delta_e(plate, model, lips, colour)
+        assert painted > 8 and self.delta_e(ours, model, lips, colour) < 0.25 * painted
+
     @pytest.mark.parametrize("method", ["lab-stats", "histogram", "whole-crop"])
     def test_nothing_outside_the_rendered_square_changes(self, grace_crops, method):
         from swapgraph.nodes.mask import box_masks
