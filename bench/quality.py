@@ -22,7 +22,7 @@ out flag by flag so it stays that recipe whatever the defaults become), ``render
 recipe with the whole face rendered) and ``new`` (the defaults of ``swapgraph train`` now).
 
     python bench/quality.py [--minutes 10] [--frames 0-89] [--pair d18,d19] [--work DIR]
-                            [--variant NAME="--flag value ..."]... [--classic]
+                            [--variant NAME="--flag value ..."]... [--classic] [--reuse]
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def convert_and_measure(graph: Path, plate: Path, model: Path, out: Path, frames
     check(swapgraph("run", graph, "--set", f"plate.path={plate}", "--set", f"swap.model={model}",
                     "--set", f"out.path={out}", "--set", "out.codec=ffv1", "--frames", frames, "--quiet"),
           f"converting with {model.name}")
-    check(swapgraph("qc", out), f"qc of {out.name}")
+    check(swapgraph("qc", out, "--source", plate), f"qc of {out.name}")
     return json.loads(out.with_name(out.name + ".qc.json").read_text())["summary"]
 
 
@@ -141,6 +141,7 @@ def main() -> None:
     ap.add_argument("--variant", action="append", metavar='NAME="FLAGS"',
                     help="a training recipe (repeatable); default: today and new")
     ap.add_argument("--classic", action="store_true", help="also convert the last variant with graphs/classic.json")
+    ap.add_argument("--reuse", action="store_true", help="measure the models a previous run left in --work again")
     args = ap.parse_args()
     variants = dict(v.split("=", 1) for v in args.variant) if args.variant else dict(VARIANTS)
     a_name, b_name = args.pair.split(",")
@@ -151,7 +152,10 @@ def main() -> None:
     facesets = {"a": faceset(clip_a, work / "facesets" / a_name), "b": faceset(clip_b, work / "facesets" / b_name)}
     print(f"pair {a_name} -> {b_name}; {len(variants)} variants train side by side for {args.minutes:g} min each "
           f"on {os.cpu_count()} cores; then {args.frames} of {a_name} through graphs/swap.json")
-    walls = train_all(variants, facesets["a"], facesets["b"], work / "models", args.minutes)
+    if args.reuse:
+        walls = {n: float("nan") for n in variants}
+    else:
+        walls = train_all(variants, facesets["a"], facesets["b"], work / "models", args.minutes)
     infos = {n: json.loads((work / "models" / n / "model.json").read_text()) for n in variants}
     common = min(i.get("render") or i["coverage"] for i in infos.values())
     rows = []
