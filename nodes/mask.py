@@ -179,7 +179,8 @@ class FaceMask(Node):
             hard = box_masks(crops)
         else:
             hard = face_region_masks(crops, p.mode)
-        share = outside_share((grow_and_feather(hard, p.grow, 0) > 0.5).float(), crops) if len(crops) else 0.0
+        grown = grow_and_feather(hard, p.grow, 0)
+        share = outside_share((grown > 0.5).float(), crops) if len(crops) else 0.0
         if share > 0.02:
             self.clipped = getattr(self, "clipped", 0) + len(crops)
             if not getattr(self, "warned", False):
@@ -188,7 +189,7 @@ class FaceMask(Node):
                       f"({share:.0%} of it lies outside the central {crops.rendered_size} px of the "
                       f"{crops.crop_size} px crop); it is clipped there. To swap that part too, train the model "
                       f"with a larger --render (e.g. {min(crops.crop_size, 224)})", file=sys.stderr)
-        soft = grow_and_feather(hard, p.grow, p.feather)
+        soft = grow_and_feather(grown, 0, p.feather)
         return {"masks": Masks(clip_to_rendered(soft, crops, max(p.feather / 2, 2.0)), crops)}
 
     def stats(self) -> dict[str, Any]:
