@@ -5,7 +5,8 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
-from swapgraph.runtime.demo import animate_photo, packaged_photo, write_clip
+from swapgraph.demo.clips import animate_photo, write_clip  # noqa: F401 - re-exported
+from swapgraph.nodes.photos import packaged_photo  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CLIP = REPO.parent / "shared" / "data" / "clips" / "d3.mp4"

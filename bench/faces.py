@@ -33,7 +33,7 @@ import av
 import numpy as np
 import torch
 
-from swapgraph.nodes import builtin_nodes
+from swapgraph.nodes.builtin import NODES as BUILTIN_NODES
 from swapgraph.runtime.executor import Executor
 from swapgraph.runtime.graph import validate_graph
 from swapgraph.runtime.node import NodeSchema, Port, RunContext, Sink, Source
@@ -163,7 +163,7 @@ def run_nodes(video: np.ndarray, workers: int) -> Timing:
         "faces": {"type": "DetectFaces", "inputs": {"frames": "plate.frames"}, "params": {"workers": workers}},
         "crops": {"type": "Align", "inputs": {"frames": "plate.frames", "faces": "faces.faces"}},
         "count": {"type": "FaceCounter", "inputs": {"crops": "crops.crops"}}}}
-    graph = validate_graph(doc, Registry([*builtin_nodes(), MemoryFrames, FaceCounter]))
+    graph = validate_graph(doc, Registry([*BUILTIN_NODES, MemoryFrames, FaceCounter]))
     marks: dict[int, tuple[float, float]] = {}
 
     def progress(done: int, total: int | None) -> None:

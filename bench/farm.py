@@ -35,7 +35,7 @@ import torch
 
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
 from swapgraph.runtime.executor import Executor
-from swapgraph.runtime.farm import make_plan, read_manifest, render
+from swapgraph.farm.render import make_plan, read_manifest, render
 from swapgraph.runtime.graph import load_graph_document, validate_graph
 from swapgraph.runtime.registry import default_registry
 

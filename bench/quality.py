@@ -55,7 +55,7 @@ COLUMNS = [("identity", "identity", "{:.2f}"), ("b_share", "identity_b_share", "
 
 
 def swapgraph(*args: str | Path, env: dict | None = None, quiet: bool = True) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "swapgraph.runtime.cli", *map(str, args)]
+    cmd = [sys.executable, "-m", "swapgraph.cli", *map(str, args)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL if quiet else None,
                             stderr=subprocess.PIPE, text=True)
 

@@ -1,23 +1,7 @@
-"""Built-in node types, one module per family.
+"""Node families, a module or a folder each: thin typed nodes over plain tensor functions.
 
-``builtin_nodes()`` is the registry's source. Modules load on first use, so a process
-that needs one module (a face-detection worker) does not import them all.
+Nodes import only the engine (``swapgraph.runtime``). ``nodes.builtin.NODES`` lists the
+built-in types; the registry finds it through the ``swapgraph.nodes`` entry point. This
+package imports nothing itself, so that a face-detection worker process loads only the
+module it needs.
 """
-
-from __future__ import annotations
-
-
-def builtin_nodes() -> list[type]:
-    from .align import Align
-    from .blend import MaskBlend
-    from .color import ColorCorrect, MatchDetail
-    from .face import DetectFaces, SmoothLandmarks
-    from .faceset import WriteFaceset
-    from .mask import FaceMask
-    from .report import QualityReport
-    from .resample import Downscale, Resize, Upscale
-    from .swap import Swap
-    from .video import Decode, Encode
-
-    return [Decode, Encode, Resize, DetectFaces, SmoothLandmarks, Align, Downscale, Upscale, WriteFaceset, Swap,
-            FaceMask, ColorCorrect, MatchDetail, MaskBlend, QualityReport]

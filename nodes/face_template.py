@@ -96,7 +96,7 @@ def build_template(faces: list[np.ndarray]) -> dict[int, list[float]]:
 def _main() -> None:
     import mediapipe as mp
 
-    from swapgraph.runtime.demo import packaged_photo
+    from swapgraph.nodes.photos import packaged_photo
 
     faces = []
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1) as mesh:

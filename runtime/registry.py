@@ -1,6 +1,6 @@
-"""The node registry: built-in node types listed explicitly, plus plugins.
+"""The node registry: node types found through an entry-point group.
 
-Other installed packages add node types under the entry-point group
+swapgraph's own node types and other installed packages' are found under the entry-point group
 ``swapgraph.nodes``; an entry point names a :class:`Node` subclass or a list of them:
 
     [project.entry-points."swapgraph.nodes"]
@@ -41,17 +41,21 @@ class Registry:
         self._origin[name] = origin
 
     def load_entry_points(self) -> list[str]:
-        """Register plugin node types; returns one warning line per plugin that failed."""
+        """Register the node types of every installed package (swapgraph's own built-ins
+        too); returns one warning line per plugin that failed."""
         warnings = []
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            origin = f"plugin {ep.name!r} ({ep.value})"
+            own = ep.dist is not None and ep.dist.name == "swapgraph"
+            origin = "swapgraph" if own else f"plugin {ep.name!r} ({ep.value})"
             try:
                 obj = ep.load()
                 classes = list(obj) if isinstance(obj, (list, tuple)) else [obj]
                 for cls in classes:
                     self.register(cls, origin)
-            except Exception as exc:  # a broken plugin must not break swapgraph
-                warnings.append(f"{origin} not loaded: {type(exc).__name__}: {exc}")
+            except Exception as exc:
+                if own:  # swapgraph's own nodes failing to load is a broken install, not a plugin's fault
+                    raise
+                warnings.append(f"{origin} not loaded: {type(exc).__name__}: {exc}")  # a broken plugin must not break swapgraph
         return warnings
 
     def get(self, name: str) -> type[Node]:
@@ -82,12 +86,15 @@ _default: Registry | None = None
 
 
 def default_registry() -> Registry:
-    """Built-in nodes plus every installed plugin (loaded once per process)."""
+    """Every node type installed under the entry-point group: swapgraph's built-ins and
+    the plugins (loaded once per process)."""
     global _default
     if _default is None:
-        from swapgraph.nodes import builtin_nodes
-
-        registry = Registry(builtin_nodes())
+        registry = Registry()
+        if not any(ep.dist is not None and ep.dist.name == "swapgraph"
+                   for ep in entry_points(group=ENTRY_POINT_GROUP)):
+            raise RegistryError("swapgraph's built-in nodes are not registered (no 'swapgraph.nodes' entry "
+                                "point from swapgraph); reinstall it: pip install -e .")
         for line in registry.load_entry_points():
             print(f"warning: {line}", file=sys.stderr)
         _default = registry

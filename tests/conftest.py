@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import DEVICES, SHARED_CLIPS, CLIResult, animate_photo, packaged_photo, write_clip
-from swapgraph.runtime.cli import main
+from swapgraph.cli.main import main
 
 
 def pytest_collection_modifyitems(config, items):

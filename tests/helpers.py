@@ -11,7 +11,8 @@ import av
 import numpy as np
 import torch
 
-from swapgraph.runtime.demo import animate_photo, packaged_photo, write_clip  # noqa: F401 - re-exported
+from swapgraph.demo.clips import animate_photo, write_clip  # noqa: F401 - re-exported
+from swapgraph.nodes.photos import packaged_photo  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CLIPS = REPO.parent / "shared" / "data" / "clips"
@@ -31,7 +32,7 @@ class CLIResult:
 
 def swapgraph_subprocess(*args: str | Path, **kwargs) -> subprocess.Popen:
     """``swapgraph ARGS`` as its own process (for signals, plugins and exit codes end to end)."""
-    return subprocess.Popen([sys.executable, "-m", "swapgraph.runtime.cli", *map(str, args)],
+    return subprocess.Popen([sys.executable, "-m", "swapgraph.cli", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 def write_graph(path: Path, nodes: dict, settings: dict | None = None) -> Path:
@@ -102,7 +103,7 @@ def fails_once_per_marker(marker: str) -> str:
     worker, leaving that worker's address in the marker; later runs return their worker."""
     from distributed import get_worker
 
-    from swapgraph.runtime.farm import ChunkFailed
+    from swapgraph.farm.render import ChunkFailed
 
     me = get_worker().address
     path = Path(marker)
@@ -116,7 +117,7 @@ def fails_as_user_error(marker: str) -> str:
     """A Dask job that fails with a user error (exit code 2), counting its tries in ``marker``."""
     from distributed import get_worker
 
-    from swapgraph.runtime.farm import ChunkFailed
+    from swapgraph.farm.render import ChunkFailed
 
     path = Path(marker)
     path.write_text(str(int(path.read_text() or 0) + 1) if path.exists() else "1")

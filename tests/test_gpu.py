@@ -52,7 +52,7 @@ def test_training_on_cuda_in_bf16_and_resume(tmp_path):
 
 
 def test_render_on_a_gpu_worker_matches_a_single_cuda_run(cli, clip, tmp_path):
-    from swapgraph.runtime.farm import read_manifest
+    from swapgraph.farm.render import read_manifest
 
     single, rendered = tmp_path / "single.mkv", tmp_path / "rendered.mkv"
     sets = ["--set", f"plate.path={clip}", "--set", "out.codec=ffv1", "--device", "cuda", "--batch-size", "8"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from swapgraph.nodes.report import run_qc
+from swapgraph.qc.runner import run_qc
 from swapgraph.nodes.training import TrainConfig, Trainer
 
 from helpers import GRAPHS, SHARED_CLIPS
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.real
 @pytest.fixture(scope="module")
 def d18_to_d19(tmp_path_factory):
     """A model trained briefly with the default recipe on d18 (A) and d19 (B) facesets."""
-    from swapgraph.runtime.cli import main
+    from swapgraph.cli.main import main
 
     root = tmp_path_factory.mktemp("d18_d19")
     sets = {}

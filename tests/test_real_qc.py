@@ -42,7 +42,7 @@ def frames_of(name: str) -> list[np.ndarray]:
 def shots(tmp_path_factory):
     """References from facesets extracted here (frames 0-59 of each clip), and some frames of each
     clip with their faces."""
-    from swapgraph.runtime.cli import main
+    from swapgraph.cli.main import main
 
     root = tmp_path_factory.mktemp("real_qc")
     for name in ("d18", "d19"):

@@ -19,7 +19,7 @@ from helpers import GRAPHS, animate_photo, packaged_photo, write_clip
 @pytest.fixture(scope="module")
 def facesets(tmp_path_factory):
     """Facesets of 16 frames each from animated packaged photos: grace_hopper (A), astronaut (B)."""
-    from swapgraph.runtime.cli import main
+    from swapgraph.cli.main import main
 
     root = tmp_path_factory.mktemp("identity")
     out = {}

@@ -30,7 +30,7 @@ def extract_faceset(cli, clip: Path, out: Path, *sets: str) -> Path:
 @pytest.fixture(scope="module")
 def facesets(tmp_path_factory):
     """Facesets of 60 frames each from animated packaged photos (grace_hopper, astronaut)."""
-    from swapgraph.runtime.cli import main
+    from swapgraph.cli.main import main
 
     root = tmp_path_factory.mktemp("train")
     out = {}

@@ -102,7 +102,7 @@ def _run_on_a_terminal(*args) -> str:
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "swapgraph.runtime.cli", *map(str, args)], stdout=slave,
+    proc = subprocess.Popen([sys.executable, "-m", "swapgraph.cli", *map(str, args)], stdout=slave,
                             stderr=slave, close_fds=True)
     os.close(slave)
     shown = b""

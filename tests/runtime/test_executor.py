@@ -19,7 +19,7 @@ from swapgraph.runtime.ports import Frames
 from swapgraph.runtime.registry import Registry, default_registry
 
 from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, swapgraph_subprocess, write_clip, write_graph
-from swapgraph.nodes import builtin_nodes
+from swapgraph.nodes.builtin import NODES as BUILTIN_NODES
 
 
 class SlowSink(Sink):
@@ -50,7 +50,7 @@ class Boom(Node):
 
 
 def registry_with(*extra) -> Registry:
-    return Registry([*builtin_nodes(), *extra])
+    return Registry([*BUILTIN_NODES, *extra])
 
 
 def test_memory_is_bounded_by_queue_depth(tmp_path, clip):

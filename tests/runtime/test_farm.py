@@ -26,7 +26,7 @@ import torch
 from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, stream_facts, swapgraph_subprocess, write_clip
 from swapgraph.nodes.face import SmoothLandmarks
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
-from swapgraph.runtime.farm import chunk_is_done, make_plan, plan_chunks, read_manifest, render
+from swapgraph.farm.render import chunk_is_done, make_plan, plan_chunks, read_manifest, render
 from swapgraph.runtime.graph import load_graph_document, validate_graph
 from swapgraph.runtime.registry import default_registry
 
@@ -46,7 +46,7 @@ def farm(tmp_path_factory):
     sets = [f"plate.path={shot}", f"swap.model={root / 'model'}", "out.codec=ffv1", *STATE]
     args = [a for s in sets for a in ("--set", s)]
     single = root / "single.mkv"
-    proc = subprocess.run([sys.executable, "-m", "swapgraph.runtime.cli", "run", str(GRAPHS / "swap.json"), *args,
+    proc = subprocess.run([sys.executable, "-m", "swapgraph.cli", "run", str(GRAPHS / "swap.json"), *args,
                            "--set", f"out.path={single}", "--batch-size", str(BATCH), "--quiet"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -254,7 +254,7 @@ def test_a_full_disk_is_one_clear_error_and_nothing_half_written(farm, cli, tmp_
         if line.startswith("swapgraph run"):
             assert cli(*shlex.split(line)[1:]).code == 0
     size = sum(p.stat().st_size for p in (tmp_path / "full.mkv.chunks").glob("*.mkv"))
-    proc = subprocess.run([sys.executable, "-m", "swapgraph.runtime.cli", "join", str(tmp_path / "full.mkv.chunks"),
+    proc = subprocess.run([sys.executable, "-m", "swapgraph.cli", "join", str(tmp_path / "full.mkv.chunks"),
                            "--out", str(out)], capture_output=True, text=True, preexec_fn=_limited(size // 2))
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
@@ -265,7 +265,7 @@ def test_a_full_disk_is_one_clear_error_and_nothing_half_written(farm, cli, tmp_
     one = shlex.split(next(line for line in plan if line.startswith("swapgraph run")))[1:]
     manifest = Path(one[one.index("--manifest") + 1])
     manifest.unlink()
-    proc = subprocess.run([sys.executable, "-m", "swapgraph.runtime.cli", *one], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "swapgraph.cli", *one], capture_output=True, text=True,
                           preexec_fn=_limited(20_000))
     assert proc.returncode == 2 and "disk is full" in proc.stderr, proc.stderr
     assert not manifest.exists() and not list((tmp_path / "full.mkv.chunks").glob(".*partial*"))
@@ -303,7 +303,7 @@ def test_a_failed_chunk_is_retried_on_another_worker(tmp_path):
 
     from helpers import fails_as_user_error, fails_once_per_marker
     from swapgraph.runtime.errors import SwapgraphError
-    from swapgraph.runtime.farm import run_jobs
+    from swapgraph.farm.render import run_jobs
 
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
@@ -390,7 +390,7 @@ def test_render_on_a_scheduler_whose_workers_offer_a_gpu_resource(farm, cli, tmp
 
 def test_a_render_on_a_full_disk_stops_with_one_line_and_leaves_nothing(farm, tmp_path):
     out = tmp_path / "full.mkv"
-    proc = subprocess.run([sys.executable, "-m", "swapgraph.runtime.cli", *render_args(farm, out, "--chunk-size", "32")],
+    proc = subprocess.run([sys.executable, "-m", "swapgraph.cli", *render_args(farm, out, "--chunk-size", "32")],
                           capture_output=True, text=True, preexec_fn=_limited(50_000), timeout=600)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert proc.returncode == 2 and len(errors) == 1 and "disk is full" in errors[0], proc.stderr

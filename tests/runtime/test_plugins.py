@@ -13,7 +13,7 @@ import pytest
 
 from swapgraph.runtime.errors import RegistryError
 from swapgraph.runtime.registry import Registry
-from swapgraph.nodes import builtin_nodes
+from swapgraph.nodes.builtin import NODES as BUILTIN_NODES
 from swapgraph.nodes.video import Decode
 
 from helpers import decode_all, swapgraph_subprocess, write_graph
@@ -100,6 +100,6 @@ def test_name_clash_is_refused():
         pass
 
     Decode2.__name__ = "Decode"
-    registry = Registry(builtin_nodes())
+    registry = Registry(BUILTIN_NODES)
     with pytest.raises(RegistryError, match="clashes"):
         registry.register(Decode2, "plugin 'x'")

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from .errors import GraphValidationError, SwapgraphError, UsageError
+from swapgraph.runtime.errors import GraphValidationError, SwapgraphError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,8 +34,8 @@ def _parse_range(text: str | None) -> tuple[int, int | None] | None:
 
 
 def _load(args: argparse.Namespace, probe: bool = True):
-    from .graph import load_graph_document, validate_graph
-    from .registry import default_registry
+    from swapgraph.runtime.graph import load_graph_document, validate_graph
+    from swapgraph.runtime.registry import default_registry
 
     path = Path(args.graph)
     doc = load_graph_document(path)
@@ -74,7 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .executor import Executor
+    from swapgraph.runtime.executor import Executor
 
     graph = _load(args)
     bar = _FrameBar(not args.quiet, graph.name)
@@ -88,11 +88,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     frames = _parse_range(args.frames)
     node = None
     if args.manifest:
-        from .farm import output_node
+        from swapgraph.farm.render import output_node
 
         node = output_node(graph)
     if frames is not None and not args.quiet:
-        from .farm import range_problems
+        from swapgraph.farm.render import range_problems
 
         for problem in range_problems(graph):
             print(f"warning: {problem}", file=sys.stderr)
@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.manifest:
-        from .farm import render_key, write_manifest
+        from swapgraph.farm.render import render_key, write_manifest
 
         write_manifest(Path(args.manifest), graph, node, executor.ctx.summary,
                        key=render_key(graph, node, executor.ctx.batch_size, args.device),
@@ -121,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .farm import DEFAULT_CHUNK_SIZE, make_plan, plan_commands, render
+    from swapgraph.farm.render import DEFAULT_CHUNK_SIZE, make_plan, plan_commands, render
 
     if args.workers is not None and not 1 <= args.workers <= 256:
         raise UsageError(f"--workers {args.workers}: expected 1..256")
@@ -159,7 +159,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_join(args: argparse.Namespace) -> int:
-    from .farm import join_chunks
+    from swapgraph.farm.render import join_chunks
 
     result = join_chunks(Path(args.chunks), Path(args.out))
     print(f"joined {result['chunks']} chunks, {result['frames']} frames; audio: {', '.join(result['audio']) or 'none'}")
@@ -168,8 +168,8 @@ def cmd_join(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from .executor import evaluate_at
-    from .images import write_png
+    from swapgraph.runtime.executor import evaluate_at
+    from swapgraph.runtime.images import write_png
 
     graph = _load(args)
     if args.node not in graph.nodes:
@@ -190,7 +190,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
-    from .registry import default_registry
+    from swapgraph.runtime.registry import default_registry
 
     registry = default_registry()
     if args.type is None:
@@ -227,8 +227,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .graph import graph_json_schema
-    from .registry import default_registry
+    from swapgraph.runtime.graph import graph_json_schema
+    from swapgraph.runtime.registry import default_registry
 
     print(json.dumps(graph_json_schema(default_registry()), indent=2))
     return 0
@@ -278,7 +278,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_qc(args: argparse.Namespace) -> int:
-    from swapgraph.nodes.report import qc_paths, run_qc
+    from swapgraph.qc.runner import qc_paths, run_qc
 
     report = run_qc(Path(args.output), Path(args.source), Path(args.out) if args.out else None, args.workers,
                     args.frames, Path(args.a) if args.a else None, Path(args.b) if args.b else None)
@@ -290,7 +290,7 @@ def cmd_qc(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from swapgraph.demo.run import run_demo
 
     run_demo(Path(args.out), quiet=args.quiet, steps=args.steps)
     return 0

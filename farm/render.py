@@ -26,9 +26,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import MediaError, SwapgraphError, UsageError
-from .graph import Graph
-from .provenance import sidecar_document, sidecar_path, write_json_atomic
+from swapgraph.runtime.errors import MediaError, SwapgraphError, UsageError
+from swapgraph.runtime.graph import Graph
+from swapgraph.runtime.provenance import sidecar_document, sidecar_path, write_json_atomic
 
 MANIFEST_VERSION = 1
 DEFAULT_CHUNK_SIZE = 96
@@ -39,7 +39,7 @@ DEFAULT_CHUNK_SIZE = 96
 def output_node(graph: Graph, node: str | None = None) -> str:
     """The Encode node a render writes: ``node``, or the graph's only Encode; every other
     sink is refused, since chunks cannot share one."""
-    from .node import Sink
+    from swapgraph.runtime.node import Sink
 
     sinks = [nid for nid in graph.order if issubclass(graph.nodes[nid].cls, Sink)]
     encodes = [nid for nid in sinks if graph.nodes[nid].cls.type_name() == "Encode"]
@@ -235,7 +235,7 @@ class RenderPlan:
 def _absolute_overrides(graph: Graph, overrides: Sequence[str]) -> list[str]:
     """``--set`` values with path params made absolute, so a farm worker anywhere reads the
     same files (the graph already resolved them)."""
-    from .graph import parse_override
+    from swapgraph.runtime.graph import parse_override
 
     out = []
     for text in overrides:
@@ -251,9 +251,9 @@ def make_plan(graph_path: Path, overrides: Sequence[str], out: Path, *, chunk_si
               frames: tuple[int, int | None] | None = None, batch_size: int | None = None,
               device: str | None = None, chunks_dir: Path | None = None) -> RenderPlan:
     """Validate the graph for a farm and split its shot into chunks."""
-    from .graph import load_graph_document, validate_graph
-    from .node import RunContext, Source
-    from .registry import default_registry
+    from swapgraph.runtime.graph import load_graph_document, validate_graph
+    from swapgraph.runtime.node import RunContext, Source
+    from swapgraph.runtime.registry import default_registry
 
     graph_path = Path(graph_path).resolve()
     doc = load_graph_document(graph_path)
@@ -326,7 +326,7 @@ def run_chunk(args: list[str], cpus: int | None = None, run_id: str = "") -> dic
 
     Called in Dask workers: the process (and its model cache) lives across chunks.
     """
-    from .cli import build_parser, cmd_run
+    from swapgraph.cli.main import build_parser, cmd_run
 
     worker = f"{socket.gethostname()}:{os.getpid()}"
     dask_worker = None

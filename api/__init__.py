@@ -1,0 +1,1 @@
+"""swapgraph's public Python API."""

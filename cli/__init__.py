@@ -1,0 +1,1 @@
+"""The ``swapgraph`` command line: a thin shell over :mod:`swapgraph.api`."""

@@ -1,0 +1,1 @@
+"""``swapgraph demo``: the whole pipeline on shots made from packaged photos."""

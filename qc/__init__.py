@@ -1,0 +1,1 @@
+"""The QC runner: a swapped shot measured against its plate."""
