@@ -19,7 +19,6 @@ import json
 import os
 import shlex
 import socket
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,7 +27,8 @@ from typing import Any, Callable, Sequence
 
 from swapgraph.runtime.errors import MediaError, SwapgraphError, UsageError
 from swapgraph.runtime.graph import Graph
-from swapgraph.runtime.provenance import sidecar_document, sidecar_path, write_json_atomic
+from swapgraph.runtime.files import can_write, remove, write_json_atomic
+from swapgraph.runtime.provenance import sidecar_document, sidecar_path
 
 MANIFEST_VERSION = 1
 DEFAULT_CHUNK_SIZE = 96
@@ -290,12 +290,8 @@ def make_plan(graph_path: Path, overrides: Sequence[str], out: Path, *, chunk_si
 
 
 def _check_writable(folder: Path, flag: str) -> None:
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {folder}: cannot write there ({probe} is not a writable folder); "
-                         "choose a writable folder")
+    if not can_write(folder):
+        raise UsageError(f"{flag} {folder}: cannot write there (nor make it); choose a writable folder")
 
 
 def plan_commands(plan: RenderPlan, program: str = "swapgraph") -> list[str]:
@@ -477,7 +473,7 @@ def render(plan: RenderPlan, *, workers: int | None = None, scheduler: str | Non
 
     plan.chunks_dir.mkdir(parents=True, exist_ok=True)
     for stale in plan.chunks_dir.glob(".chunk-*.partial-*"):  # left by a killed run
-        _remove(stale)
+        remove(stale)
     # chunks of another plan (another chunk size or range, or another graph): the render owns
     # its chunks folder, and join would refuse a mix
     names = {c.name for c in plan.chunks}
@@ -487,7 +483,7 @@ def render(plan: RenderPlan, *, workers: int | None = None, scheduler: str | Non
         if name not in names or doc is None or doc.get("render_key") != plan.key:
             output = manifest_output(manifest, doc) if doc else manifest.with_name(name + plan.suffix)
             for path in (manifest, output, sidecar_path(output)):
-                _remove(path)
+                remove(path)
     plan.done = {c for c in plan.chunks if chunk_is_done(plan.chunk_manifest(c), plan.key, c.first, c.last)}
     todo = [c for c in plan.chunks if c not in plan.done]
     log(f"render: frames {plan.first}-{plan.last} in {len(plan.chunks)} chunks; {len(plan.done)} already done, "
@@ -537,15 +533,6 @@ def render(plan: RenderPlan, *, workers: int | None = None, scheduler: str | Non
                    "retries": sum(n - 1 for n in attempts.values()), "chunk_seconds": round(chunk_seconds, 3),
                    "run_id": run_id})
     return result
-
-
-def _remove(path: Path) -> None:
-    import shutil
-
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 # --- join ---------------------------------------------------------------------------------
@@ -599,7 +586,7 @@ def join_chunks(folder: Path, out: Path, *, expect: RenderPlan | None = None) ->
     import av
 
     from swapgraph.nodes.video import AudioMuxer, disk_errors, open_output, probe_video
-    from swapgraph.runtime.node import temp_path_for
+    from swapgraph.runtime.files import publish, temp_path_for
     from swapgraph.runtime.ports import Audio
 
     out = Path(out).resolve()
@@ -679,7 +666,7 @@ def join_chunks(folder: Path, out: Path, *, expect: RenderPlan | None = None) ->
                                    graph_path=Path(graph) if graph else None, node_id=first_doc["node"], extra=extra)
         with disk_errors(out):
             write_json_atomic(sidecar_path(out), sidecar)
-            os.replace(temp, out)
+            publish(temp, out)
     except BaseException:
         if container is not None:
             try:

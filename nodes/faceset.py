@@ -9,7 +9,6 @@ face (source file, frame, pts, track, box, landmarks, pose, bucket, blur score,
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,8 @@ from pydantic import Field
 
 from swapgraph.runtime.errors import UsageError
 from swapgraph.runtime.images import frames_to_rgb8
-from swapgraph.runtime.node import NodeSchema, OutputPath, Params, Port, RunContext, Sink, temp_path_for
+from swapgraph.runtime.files import publish, temp_path_for
+from swapgraph.runtime.node import NodeSchema, OutputPath, Params, Port, RunContext, Sink
 from swapgraph.runtime.ports import BUCKETS, FaceCrops
 from swapgraph.runtime.provenance import swapgraph_version, versions
 
@@ -106,9 +106,7 @@ class WriteFaceset(Sink):
                 "graph": {"name": ctx.graph_name, "hash": ctx.graph_hash}, "versions": versions(),
                 "params": ctx.summary.get("params"), "stats": ctx.summary.get("stats")}
         (self.temp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        if self.final.exists():
-            shutil.rmtree(self.final)
-        os.replace(self.temp, self.final)
+        publish(self.temp, self.final)
 
     def abort(self) -> None:
         lines = getattr(self, "lines", None)
@@ -213,9 +211,7 @@ def filter_faceset(folder: Path, out: Path, *, buckets: set[str] | None = None, 
                      "filtered_from": str(folder), "filter": {"buckets": sorted(buckets) if buckets else None,
                                                               "min_sharpness": min_sharpness, "min_change": min_change}})
         (temp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(temp, out)
+        publish(temp, out)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     return len(kept), len(records)

@@ -38,8 +38,6 @@ Metrics, each computed where the plate has a face (its 478 landmarks):
 
 from __future__ import annotations
 
-import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -51,7 +49,7 @@ from pydantic import Field, model_validator
 from swapgraph.runtime.images import frames_to_rgb8
 from swapgraph.runtime.node import NodeSchema, OutputPath, Params, PathRole, Port, RunContext, Sink
 from swapgraph.runtime.ports import Face, Faces, Frames
-from swapgraph.runtime.provenance import write_json_atomic
+from swapgraph.runtime.files import atomic_path, write_json_atomic
 
 from .color import EXCLUDED
 from .identity import FaceDescriber, References, load_references
@@ -268,7 +266,6 @@ def plot_report(frames: list[dict[str, Any]], out: Path) -> None:
     if any("identity" in f for f in frames):
         keys.append("identity")
     fig, axes = plt.subplots(len(keys), 1, figsize=(8, 1.5 * len(keys)), sharex=True, dpi=100)
-    partners = {"flicker_out": ("flicker_src", "plate"), "identity": (None, "0 = A, 1 = B")}
     for ax, key in zip(axes, keys):
         pts = [(f["frame"], f[key]) for f in frames if key in f]
         if pts:
@@ -286,10 +283,9 @@ def plot_report(frames: list[dict[str, Any]], out: Path) -> None:
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("frame")
     fig.tight_layout()
-    tmp = out.with_name(f".{out.stem}.partial.png")
-    fig.savefig(tmp)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, out)
 
 
 class QualityReportParams(Params):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from swapgraph.runtime.errors import SwapgraphError
+from swapgraph.runtime.files import atomic_path
 
 MODEL_FILE = "model.safetensors"
 INFO_FILE = "model.json"
@@ -253,12 +253,11 @@ def save_model(folder: Path, model: SwapModel, info: ModelInfo) -> None:
     """Write weights and description under temporary names, then rename each into place."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp_w, tmp_j = folder / f".{MODEL_FILE}.partial", folder / f".{INFO_FILE}.partial"
     state = {k: v.detach().contiguous().cpu() for k, v in _plain_state(model).items()}
-    save_file(state, str(tmp_w))
-    tmp_j.write_text(info.model_dump_json(indent=2) + "\n")
-    os.replace(tmp_w, folder / MODEL_FILE)
-    os.replace(tmp_j, folder / INFO_FILE)
+    # the weights are renamed into place first, then their description
+    with atomic_path(folder / INFO_FILE) as tmp_j, atomic_path(folder / MODEL_FILE) as tmp_w:
+        save_file(state, str(tmp_w))
+        tmp_j.write_text(info.model_dump_json(indent=2) + "\n")
 
 
 def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:

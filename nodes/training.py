@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import signal
 import time
@@ -41,6 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from swapgraph.runtime.errors import SwapgraphError, UsageError
 from swapgraph.runtime.executor import resolve_device
+from swapgraph.runtime.files import atomic_path
 from swapgraph.runtime.images import write_png
 from swapgraph.runtime.ports import BUCKETS
 
@@ -676,9 +676,8 @@ class Trainer:
                 "param_groups": opt["param_groups"], "config": {"preset": self.cfg.preset, "mask": self.cfg.mask,
                                                                  "seed": self.cfg.seed, "render": self.render}}
         # one file, the step and log position in its header: a kill leaves the old checkpoint or the new one
-        tmp = ck / ".checkpoint.safetensors.partial"
-        save_file(tensors, str(tmp), metadata={"swapgraph_checkpoint": json.dumps(meta)})
-        os.replace(tmp, ck / "checkpoint.safetensors")
+        with atomic_path(ck / "checkpoint.safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata={"swapgraph_checkpoint": json.dumps(meta)})
 
     def _load_checkpoint(self) -> None:
         ck = self.out / CHECKPOINT_DIR
@@ -832,10 +831,9 @@ def plot_log(log: Path, out: Path, plateau: Plateau | None = None) -> None:
     ax.legend(fontsize=8)
     _plot_when_to_stop(zoom, [(r["step"], r["val"]) for r in val if r["step"] > 0], plateau)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.stem}.partial.png")
-    fig.savefig(tmp)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, out)
 
 
 def _plot_when_to_stop(ax: Any, val: list[tuple[int, float]], p: Plateau | None) -> None:

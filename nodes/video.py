@@ -10,7 +10,6 @@ import contextlib
 import errno
 import functools
 import io
-import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -25,11 +24,10 @@ from pydantic import Field, field_validator
 
 from swapgraph.runtime.errors import MediaError, NodeError, UsageError
 from swapgraph.runtime.images import frames_to_rgb8, rgb_to_tensor, tensor_to_rgb
-from swapgraph.runtime.node import (InputPath, Issue, NodeSchema, OutputPath, Params, Port, RunContext, Sink,
-                                    Source, temp_path_for)
+from swapgraph.runtime.files import publish, temp_path_for, write_json_atomic
+from swapgraph.runtime.node import InputPath, Issue, NodeSchema, OutputPath, Params, Port, RunContext, Sink, Source
 from swapgraph.runtime.ports import Audio, AudioStreamInfo, Frames, VideoInfo
-from swapgraph.runtime.provenance import (container_metadata, sidecar_document, sidecar_path,
-                                          write_json_atomic)
+from swapgraph.runtime.provenance import container_metadata, sidecar_document, sidecar_path
 
 # AVColorSpace numbers -> swscale matrices
 _COLORSPACES = {1: "itu709", 5: "itu601", 6: "itu601", 7: "smpte240m", 9: "bt2020", 10: "bt2020"}
@@ -648,9 +646,7 @@ class Encode(Sink):
                                    "frames_written": self.writer.frames_written,
                                    "codec": p.codec, "audio": self.writer.audio_mode_used})
         write_json_atomic(sidecar_path(self.final), doc)
-        if self.final.is_dir():
-            shutil.rmtree(self.final)
-        os.replace(self.writer.temp, self.final)
+        publish(self.writer.temp, self.final)
 
     def abort(self) -> None:
         writer = getattr(self, "writer", None)

@@ -7,6 +7,7 @@ identity references (the facesets its model was trained on), builds a small grap
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 

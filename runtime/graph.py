@@ -11,7 +11,6 @@ import difflib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -20,6 +19,7 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import GraphFileError, GraphValidationError
+from .files import can_write, nearest_existing
 from .node import Issue, Node, Params
 from .ports import is_compatible
 from .registry import Registry
@@ -381,23 +381,6 @@ def _check_links(node_id: str, spec: Mapping[str, Any], raw_nodes: Mapping[str, 
                                 f'add "inputs": {{"{port}": "<node>.<port>"}}'))
 
 
-def _nearest_existing(p: Path) -> Path:
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def _can_write(folder: Path) -> bool:
-    """Try it: permission bits say nothing for root, or on read-only and special file systems."""
-    if not folder.is_dir():
-        return False
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".swapgraph-write-test-"):
-            return True
-    except OSError:
-        return False
-
-
 def _path_params(bound: Mapping[str, BoundNode], role: str):
     """(where, "node.param", path) for every set path param of ``role`` ("input"/"output")."""
     for node_id, node in bound.items():
@@ -429,8 +412,8 @@ def _check_paths(bound: Mapping[str, BoundNode], issues: list[Issue]) -> None:
             issues.append(Issue(where, f"output {str(p)!r} is also written by {outputs[p]}",
                                 "give each output its own path"))
         outputs[p] = ref
-        folder = _nearest_existing(p.parent)
-        if not _can_write(folder):
+        folder = nearest_existing(p.parent)
+        if not can_write(folder):
             issues.append(Issue(where, f"output folder {str(p.parent)!r} is not writable"
                                 + ("" if folder == p.parent else f" (nearest existing folder {str(folder)!r})"),
                                 "choose a folder you can write to"))

@@ -6,12 +6,12 @@ a full run writes, bit for bit.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .files import atomic_path
 from .ports import check_shape
 
 
@@ -48,10 +48,5 @@ def write_png(path: Path, image: torch.Tensor) -> None:
     """Write one RGB image (3, H, W) in [0, 1] as an 8-bit PNG, atomically."""
     from PIL import Image
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}.png")
-    try:
+    with atomic_path(Path(path)) as tmp:
         Image.fromarray(frames_to_rgb8(image[None])[0]).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

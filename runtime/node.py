@@ -211,7 +211,3 @@ class Source(Node):
 class Sink(Node):
     """A node with no outputs that writes files."""
 
-
-def temp_path_for(final: Path) -> Path:
-    """A temporary name beside ``final`` (same folder, same suffix so muxers pick the format)."""
-    return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")

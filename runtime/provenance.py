@@ -5,8 +5,6 @@ The tag in the container metadata and the JSON sidecar are features, not options
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import sys
 from datetime import datetime, timezone
@@ -56,17 +54,6 @@ def versions() -> dict[str, str]:
 def sidecar_path(output: Path) -> Path:
     """``shot.mp4`` -> ``shot.mp4.swapgraph.json`` (beside a folder for image sequences)."""
     return output.with_name(output.name + ".swapgraph.json")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON under a temporary name in the same folder, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def sidecar_document(output: Path, summary: dict[str, Any], *, graph_hash: str, graph_name: str,
