@@ -39,7 +39,8 @@ from typing import Any, Callable
 import torch
 
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, bank_models, read_info, save_model
-from swapgraph.runtime.executor import Executor, resolve_device, torch_threads_shared_by
+from swapgraph.runtime.devices import resolve_device
+from swapgraph.runtime.executor import Executor, torch_threads_shared_by
 from swapgraph.runtime.graph import Graph, load_graph_document, validate_graph
 from swapgraph.runtime.node import RunContext, Source
 from swapgraph.runtime.ports import move

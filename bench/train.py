@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from swapgraph.nodes.swap_model import PRESETS, SwapModel
 from swapgraph.nodes.training import FACE_OVAL, TrainConfig, Trainer
 from swapgraph.runtime.errors import UsageError
-from swapgraph.runtime.executor import resolve_device
+from swapgraph.runtime.devices import resolve_device
 
 FACES = 32  # per synthetic faceset; batches sample with replacement, so the count does not move throughput
 VAL_FACES = 4  # held out by the Trainer and never sampled here

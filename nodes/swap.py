@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from swapgraph.runtime.devices import model_autocast
 from swapgraph.runtime.errors import NodeError
 from swapgraph.runtime.node import InputPath, Issue, Node, NodeSchema, Params, Port, RunContext
 from swapgraph.runtime.ports import BUCKETS, FaceCrops, Masks
@@ -37,8 +38,7 @@ def swap_crops(model: SwapModel, crops: torch.Tensor, render: int, identity: str
                         f"least {render}")
     size = model.preset.size
     x = model_input(crops, render, size)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if crops.is_cuda else torch.autocast("cpu", enabled=False)
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), model_autocast(crops.device):
         y = model(x, identity).float()
     pad = (crops.shape[-1] - render) // 2
     inner = (slice(None), slice(None), slice(pad, pad + render), slice(pad, pad + render))

@@ -39,7 +39,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from swapgraph.runtime.errors import SwapgraphError, UsageError
-from swapgraph.runtime.executor import resolve_device
+from swapgraph.runtime.devices import model_autocast, resolve_device
 from swapgraph.runtime.files import atomic_path
 from swapgraph.runtime.images import write_png
 from swapgraph.runtime.ports import BUCKETS
@@ -529,7 +529,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.5, 0.999), fused=cuda)
         self.forward_encoder = torch.compile(self.model.encoder) if cfg.compile else self.model.encoder
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+        self.autocast = model_autocast(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.sampler = torch.Generator(device=self.device).manual_seed(cfg.seed + 7)
         self.step = 0

@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .errors import Cancelled, NodeError, SwapgraphError, UsageError
+from .devices import resolve_device
+from .errors import Cancelled, NodeError, SwapgraphError
 from .graph import Graph
 from .node import Node, RunContext, Sink, Source
 from .ports import Frames, PortType, move
@@ -78,23 +79,6 @@ def torch_threads_shared_by(stages: int, cores: int | None = None) -> Iterator[N
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def resolve_device(requested: str, node_setting: str | None, supported: tuple[str, ...]) -> torch.device:
-    """Where a node runs: its own setting, else the graph's; ``auto`` picks CUDA when present.
-
-    A node that cannot run on CUDA (Decode, Encode) stays on the CPU under a graph-wide
-    ``cuda``; a node that says ``cuda`` itself was already checked by validation.
-    """
-    choice = node_setting if node_setting not in (None, "auto") else requested
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("device 'cuda' requested but torch sees no CUDA device; use --device cpu or auto")
-        if "cuda" not in supported:
-            choice = "cpu"
-    return torch.device(choice)
 
 
 @dataclass

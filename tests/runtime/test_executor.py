@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from swapgraph.runtime.errors import NodeError, UsageError
-from swapgraph.runtime.executor import Executor, resolve_device
+from swapgraph.runtime.devices import resolve_device
+from swapgraph.runtime.executor import Executor
 from swapgraph.runtime.graph import load_graph_document, validate_graph
 from swapgraph.runtime.node import Node, NodeSchema, Port, Sink
 from swapgraph.runtime.ports import Frames
