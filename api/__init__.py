@@ -1,1 +1,32 @@
-"""swapgraph's public Python API."""
+"""swapgraph's public Python API: what every front end (the CLI, the farm's workers, the
+demo, the browser editor, the timeline tools) calls.
+
+    from swapgraph import api
+
+    shot = api.load("graphs/swap.json", {"plate.path": "plates/sh010.mp4", "swap.model": "models/a_to_b"})
+    problems = api.validate(shot)                  # [] when it can run
+    report = api.run(shot, frames=(0, 47), device="cuda", progress=print)
+    view = api.preview(shot, "blend", 12)           # view.image: (3, H, W) in [0, 1]
+    view = api.preview(shot.with_params("blend", feather=24), "blend", 12)   # reuses the upstream results
+    api.render(shot, "out/sh010.mov", workers=2)    # chunks on a LocalCluster, joined with the audio
+
+Errors are :class:`swapgraph.runtime.errors.SwapgraphError` subclasses whose one-line
+messages name the file, node, param or argument and the fix.
+"""
+
+from __future__ import annotations
+
+from swapgraph.farm.plan import DEFAULT_CHUNK_SIZE, ChunkJob, RenderPlan
+from swapgraph.runtime.executor import CancelToken
+from swapgraph.runtime.preview import PreviewCache
+
+from .graphs import GraphSpec, load, validate
+from .nodes import graph_schema, node_origin, node_types, parse_frames
+from .render import chunk_job, join_chunks, plan_render, render
+from .run import Preview, RunReport, preview, preview_cache, run, run_chunk
+from .training import TrainConfig, faceset_summary, filter_faceset, parse_batch_schedule, train
+
+__all__ = ["CancelToken", "ChunkJob", "DEFAULT_CHUNK_SIZE", "GraphSpec", "Preview", "PreviewCache", "RenderPlan",
+           "RunReport", "TrainConfig", "chunk_job", "faceset_summary", "filter_faceset", "graph_schema", "join_chunks",
+           "load", "node_origin", "node_types", "parse_batch_schedule", "parse_frames", "plan_render", "preview",
+           "preview_cache", "render", "run", "run_chunk", "train", "validate"]

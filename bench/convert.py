@@ -41,7 +41,9 @@ import torch
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, bank_models, read_info, save_model
 from swapgraph.runtime.devices import resolve_device
 from swapgraph.runtime.executor import Executor, torch_threads_shared_by
-from swapgraph.runtime.graph import Graph, load_graph_document, validate_graph
+from swapgraph.runtime.graph.load import load_graph_document
+from swapgraph.runtime.graph.model import Graph
+from swapgraph.runtime.graph.validate import validate_graph
 from swapgraph.runtime.node import RunContext, Source
 from swapgraph.runtime.ports import move
 from swapgraph.runtime.registry import default_registry

@@ -35,9 +35,10 @@ import torch
 
 from swapgraph.nodes.builtin import NODES as BUILTIN_NODES
 from swapgraph.runtime.executor import Executor
-from swapgraph.runtime.graph import validate_graph
+from swapgraph.runtime.graph.validate import validate_graph
 from swapgraph.runtime.node import NodeSchema, Port, RunContext, Sink, Source
-from swapgraph.runtime.ports import FaceCrops, Frames, VideoInfo
+from swapgraph.nodes.ports import FaceCrops
+from swapgraph.runtime.ports import Frames, VideoInfo
 from swapgraph.runtime.registry import Registry
 
 from _common import SHARED_CLIP, cpu_seconds, default_clip

@@ -35,8 +35,10 @@ import torch
 
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
 from swapgraph.runtime.executor import Executor
-from swapgraph.farm.render import make_plan, read_manifest, render
-from swapgraph.runtime.graph import load_graph_document, validate_graph
+from swapgraph import api
+from swapgraph.farm.manifests import read_manifest
+from swapgraph.runtime.graph.load import load_graph_document
+from swapgraph.runtime.graph.validate import validate_graph
 from swapgraph.runtime.registry import default_registry
 
 from _common import REPO, default_clip, describe
@@ -83,10 +85,10 @@ def main() -> None:
         timings = {}
         for workers in (1, 2):
             out = tmp / f"render{workers}.mkv"
-            plan = make_plan(GRAPH, sets, out, chunk_size=args.chunk_size, frames=(0, last))
+            plan = api.plan_render(api.load(GRAPH, sets), out, chunk_size=args.chunk_size, frames=(0, last))
             shutil.rmtree(plan.chunks_dir, ignore_errors=True)
             t0 = time.perf_counter()
-            result = render(plan, workers=workers, log=lambda line: None)
+            result = api.render(plan, workers=workers)
             timings[workers] = time.perf_counter() - t0
             same = np.array_equal(frames_of(out), reference)
             docs = [read_manifest(m) for m in sorted(plan.chunks_dir.glob("*.manifest.json"))]

@@ -6,7 +6,7 @@ For each log and each prefix of it (every ``--every`` minutes of training, by th
 - old: ``c + a·exp(-t/τ)`` through the whole curve (the trainer's estimate before issue 10),
   whose ``--until plateau`` stopped once the step passed "within 1% of the plateau" (and 8
   validations);
-- new: :func:`swapgraph.nodes.training.fit_plateau`, the log-step trend of the last octave
+- new: :func:`swapgraph.training.plateau.fit_plateau`, the log-step trend of the last octave
   and its interval, and a power law or exponential on the last three octaves for the plateau.
 
 Against what the rest of the log shows: the score (a local log-step line through the
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from swapgraph.nodes.training import STOP_GAIN, STOP_HORIZON, fit_plateau
+from swapgraph.training.plateau import STOP_GAIN, STOP_HORIZON, fit_plateau
 
 
 def read_validations(log: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -98,7 +98,7 @@ def face_score(model_dir: Path, facesets: dict[str, Path], render: int) -> float
     from swapgraph.nodes.align import model_input
     from swapgraph.nodes.resample import resize_images
     from swapgraph.nodes.swap_model import load_model
-    from swapgraph.nodes.training import load_faceset
+    from swapgraph.training.data import load_faceset
 
     model, info = load_model(model_dir)
     model.eval()

@@ -30,10 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from swapgraph.nodes.mask import regions
 from swapgraph.nodes.swap_model import PRESETS, SwapModel
-from swapgraph.nodes.training import FACE_OVAL, TrainConfig, Trainer
-from swapgraph.runtime.errors import UsageError
 from swapgraph.runtime.devices import resolve_device
+from swapgraph.runtime.errors import UsageError
+from swapgraph.training.config import TrainConfig
+from swapgraph.training.trainer import Trainer
 
 FACES = 32  # per synthetic faceset; batches sample with replacement, so the count does not move throughput
 VAL_FACES = 4  # held out by the Trainer and never sampled here
@@ -47,10 +49,11 @@ TARGETS = {"classic-64": 40_000, "hd-128": 15_000}  # images/s on one H100/H200
 def write_faceset(folder: Path, rng: np.random.Generator) -> Path:
     """A faceset the Trainer can load: random crops, landmarks whose face oval is a centred ellipse."""
     folder.mkdir(parents=True)
-    angles = np.linspace(0, 2 * math.pi, len(FACE_OVAL), endpoint=False)
+    oval = regions()["face_oval"]
+    angles = np.linspace(0, 2 * math.pi, len(oval), endpoint=False)
     landmarks = np.zeros((LANDMARKS, 3))
-    landmarks[FACE_OVAL, 0] = CROP / 2 + 0.28 * CROP * np.sin(angles)
-    landmarks[FACE_OVAL, 1] = CROP / 2 - 0.36 * CROP * np.cos(angles)
+    landmarks[oval, 0] = CROP / 2 + 0.28 * CROP * np.sin(angles)
+    landmarks[oval, 1] = CROP / 2 - 0.36 * CROP * np.cos(angles)
     with (folder / "faces.jsonl").open("w", encoding="utf-8") as f:
         for i in range(FACES):
             name = f"face{i:03d}.png"

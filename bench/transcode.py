@@ -25,7 +25,8 @@ from pathlib import Path
 import av
 
 from swapgraph.runtime.executor import Executor
-from swapgraph.runtime.graph import load_graph_document, validate_graph
+from swapgraph.runtime.graph.load import load_graph_document
+from swapgraph.runtime.graph.validate import validate_graph
 from swapgraph.runtime.registry import default_registry
 
 from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip, describe, plain_transcode

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from swapgraph.runtime.errors import GraphValidationError, SwapgraphError, UsageError
+from swapgraph.runtime.errors import ArgumentError, GraphValidationError, SwapgraphError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,23 +23,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parse_range(text: str | None) -> tuple[int, int | None] | None:
-    if text is None:
-        return None
-    from swapgraph.nodes.video import parse_frame_range
+    from swapgraph import api
 
-    try:
-        return parse_frame_range(text)
-    except ValueError as exc:
-        raise UsageError(f"--frames: {exc}") from None
+    return None if text is None else api.parse_frames(text)
 
 
-def _load(args: argparse.Namespace, probe: bool = True):
-    from swapgraph.runtime.graph import load_graph_document, validate_graph
-    from swapgraph.runtime.registry import default_registry
+def _spec(args: argparse.Namespace):
+    from swapgraph import api
 
-    path = Path(args.graph)
-    doc = load_graph_document(path)
-    return validate_graph(doc, default_registry(), path=path, overrides=getattr(args, "set", None) or [], probe=probe)
+    return api.load(Path(args.graph), getattr(args, "set", None) or [])
 
 
 class _FrameBar:
@@ -68,69 +60,81 @@ class _FrameBar:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    graph = _load(args)
+    graph = _spec(args).graph()
     print(f"ok: {args.graph}: {len(graph.nodes)} nodes ({', '.join(graph.order)}), hash {graph.hash[:12]}")
     return 0
 
 
+def _print_run(report) -> None:
+    slowest = max(report.node_seconds, key=report.node_seconds.get) if report.node_seconds else "-"
+    fps = report.frames / report.seconds if report.seconds else 0.0
+    print(f"done: {report.frames} frames in {report.seconds:.1f} s ({fps:.1f} frames/s); "
+          f"busiest node {slowest!r} ({report.node_seconds.get(slowest, 0):.1f} s)")
+    for nid, stats in report.stats.items():
+        print(f"  {nid}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+    for out in report.outputs:
+        print(f"wrote {out}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from swapgraph.runtime.executor import Executor
+    from swapgraph import api
 
-    graph = _load(args)
-    bar = _FrameBar(not args.quiet, graph.name)
-    hook = getattr(args, "progress_hook", None)  # a farm worker reports to the render's bar
-
-    def progress(done: int, total: int | None) -> None:
-        if hook is not None:
-            hook(done)
-        bar(done, total)
-
+    spec = _spec(args)
     frames = _parse_range(args.frames)
-    node = None
-    if args.manifest:
-        from swapgraph.farm.render import output_node
-
-        node = output_node(graph)
-    if frames is not None and not args.quiet:
-        from swapgraph.farm.render import range_problems
-
-        for problem in range_problems(graph):
-            print(f"warning: {problem}", file=sys.stderr)
-    executor = Executor(graph, device=args.device, batch_size=args.batch_size, frame_range=frames,
-                        cpus=getattr(args, "cpus", None), on_progress=progress)
+    bar = _FrameBar(not args.quiet, Path(args.graph).stem)
     try:
-        result = executor.run()
+        if args.manifest:  # one chunk of a render plan, as a farm manager runs it
+            if frames is None or frames[1] is None:
+                raise UsageError("--manifest: give the chunk's frames as --frames A-B")
+            job = api.chunk_job(spec, frames=frames, manifest=Path(args.manifest),
+                                render_frames=_parse_range(args.render_frames), batch_size=args.batch_size,
+                                device=args.device)
+            report = api.run_chunk(job, progress=bar)
+        else:
+            report = api.run(spec, frames=frames, device=args.device, batch_size=args.batch_size, progress=bar,
+                             warn=None if args.quiet else lambda line: print(f"warning: {line}", file=sys.stderr))
     finally:
         bar.close()
-    if args.manifest:
-        from swapgraph.farm.render import render_key, write_manifest
-
-        write_manifest(Path(args.manifest), graph, node, executor.ctx.summary,
-                       key=render_key(graph, node, executor.ctx.batch_size, args.device),
-                       render_frames=_parse_range(args.render_frames))
     if not args.quiet:
-        slowest = max(result.node_seconds, key=result.node_seconds.get) if result.node_seconds else "-"
-        fps = result.frames / result.seconds if result.seconds else 0.0
-        print(f"done: {result.frames} frames in {result.seconds:.1f} s ({fps:.1f} frames/s); "
-              f"busiest node {slowest!r} ({result.node_seconds.get(slowest, 0):.1f} s)")
-        for nid, stats in result.stats.items():
-            print(f"  {nid}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
-        for out in result.outputs:
-            print(f"wrote {out}")
+        _print_run(report)
     return 0
 
 
-def cmd_render(args: argparse.Namespace) -> int:
-    from swapgraph.farm.render import DEFAULT_CHUNK_SIZE, make_plan, plan_commands, render
+def _chunk_command(plan, chunk, program: str = "swapgraph") -> list[str]:
+    """The ``swapgraph run`` line of one chunk: the graph file, the render's overrides, the
+    sink writing the chunk's own file, the frames and the manifest."""
+    args = [program, "run", str(plan.graph_path)]
+    for o in plan.overrides:
+        args += ["--set", o]
+    param = plan.graph.nodes[plan.node].cls.chunk_param
+    args += ["--set", f"{plan.node}.{param}={plan.chunk_output(chunk)}", "--frames", f"{chunk.first}-{chunk.last}",
+             "--batch-size", str(plan.batch_size), "--manifest", str(plan.chunk_manifest(chunk)),
+             "--render-frames", f"{plan.first}-{plan.last}", "--quiet"]
+    if plan.device:
+        args += ["--device", plan.device]
+    return args
 
-    if args.workers is not None and not 1 <= args.workers <= 256:
-        raise UsageError(f"--workers {args.workers}: expected 1..256")
-    if args.retries < 0:
-        raise UsageError(f"--retries {args.retries}: expected 0 or more")
-    size = DEFAULT_CHUNK_SIZE if args.chunk_size is None else args.chunk_size
-    plan = make_plan(Path(args.graph), args.set, Path(args.out), chunk_size=size,
-                     node=args.node, frames=_parse_range(args.frames), batch_size=args.batch_size,
-                     device=args.device, chunks_dir=Path(args.chunks) if args.chunks else None)
+
+def plan_commands(plan, program: str = "swapgraph") -> list[str]:
+    """One shell line per chunk, then the join: what a farm manager (Deadline, OpenCue,
+    Tractor) runs."""
+    import shlex
+
+    lines = [f"# swapgraph render plan: {plan.graph_path.name}, frames {plan.first}-{plan.last} in "
+             f"{len(plan.chunks)} chunks; run the chunk lines in any order, on any machines that see these "
+             "paths, then the join line", f"# render key {plan.key[:16]}"]
+    lines += [shlex.join(_chunk_command(plan, c, program)) for c in plan.chunks]
+    lines.append(shlex.join([program, "join", str(plan.chunks_dir), "--out", str(plan.out)]))
+    return lines
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from swapgraph import api
+
+    plan = api.plan_render(_spec(args), Path(args.out),
+                           chunk_size=api.DEFAULT_CHUNK_SIZE if args.chunk_size is None else args.chunk_size,
+                           node=args.node, frames=_parse_range(args.frames), batch_size=args.batch_size,
+                           device=args.device, chunks_dir=Path(args.chunks) if args.chunks else None)
     if args.plan:
         for line in plan_commands(plan):
             print(line)
@@ -142,8 +146,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
 
     try:
-        result = render(plan, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
-                        on_progress=bar, log=log)
+        result = api.render(plan, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
+                            progress=bar, log=log)
     finally:
         bar.close()
     if args.clean:
@@ -159,48 +163,36 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_join(args: argparse.Namespace) -> int:
-    from swapgraph.farm.render import join_chunks
+    from swapgraph import api
 
-    result = join_chunks(Path(args.chunks), Path(args.out))
+    result = api.join_chunks(Path(args.chunks), Path(args.out))
     print(f"joined {result['chunks']} chunks, {result['frames']} frames; audio: {', '.join(result['audio']) or 'none'}")
     print(f"wrote {result['output']}")
     return 0
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from swapgraph.runtime.executor import evaluate_at
-    from swapgraph.runtime.images import write_png
+    from swapgraph import api
 
-    graph = _load(args)
-    if args.node not in graph.nodes:
-        raise UsageError(f"--node {args.node!r}: no such node; the graph has " + ", ".join(graph.order))
-    outputs = evaluate_at(graph, args.node, args.frame, device=args.device)
-    image = None
-    for value in outputs.values():
-        image = value.preview_image(args.frame) if hasattr(value, "preview_image") else None
-        if image is not None:
-            break
-    if image is None:
-        raise UsageError(f"node {args.node!r} has no image for frame {args.frame}; check the frame number "
-                         "(0-based) and pick a node with a frames, faces or crops output")
-    out = Path(args.output or f"{Path(args.graph).stem}.{args.node}.{args.frame:06d}.png")
-    write_png(out, image)
+    view = api.preview(_spec(args), args.node, args.frame, device=args.device)
+    out = view.save(Path(args.output or f"{Path(args.graph).stem}.{args.node}.{args.frame:06d}.png"))
     print(f"wrote {out}")
     return 0
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
-    from swapgraph.runtime.registry import default_registry
+    from swapgraph import api
 
-    registry = default_registry()
+    types = api.node_types()
     if args.type is None:
-        for name, cls in registry.items():
+        for name, cls in types.items():
             first = cls.doc().splitlines()[0] if cls.doc() else ""
             print(f"{name:<16} {cls.schema.category:<10} {first}")
         return 0
-    cls = registry.get(args.type)
+    origin = api.node_origin(args.type)
+    cls = types[args.type]
     s = cls.schema
-    print(f"{args.type}  ({s.category}; devices: {', '.join(s.devices)}; from {registry.origin(args.type)})\n")
+    print(f"{args.type}  ({s.category}; devices: {', '.join(s.devices)}; from {origin})\n")
     print(cls.doc() + "\n")
     print("inputs:" if s.inputs else "inputs: none")
     for port, decl in s.inputs.items():
@@ -227,22 +219,21 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from swapgraph.runtime.graph import graph_json_schema
-    from swapgraph.runtime.registry import default_registry
+    from swapgraph import api
 
-    print(json.dumps(graph_json_schema(default_registry()), indent=2))
+    print(json.dumps(api.graph_schema(), indent=2))
     return 0
 
 
 def cmd_faceset_stats(args: argparse.Namespace) -> int:
-    from swapgraph.nodes.faceset import faceset_stats
+    from swapgraph import api
 
-    print(faceset_stats(Path(args.dir)))
+    print(api.faceset_summary(Path(args.dir)))
     return 0
 
 
 def cmd_faceset_filter(args: argparse.Namespace) -> int:
-    from swapgraph.nodes.faceset import filter_faceset
+    from swapgraph.api import filter_faceset
 
     buckets = {b.strip() for spec in args.bucket for b in spec.split(",") if b.strip()} or None
     kept, total = filter_faceset(Path(args.dir), Path(args.out), buckets=buckets, min_sharpness=args.min_sharpness,
@@ -252,11 +243,11 @@ def cmd_faceset_filter(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from swapgraph.nodes.training import TrainConfig, Trainer, parse_batch_schedule
+    from swapgraph import api
 
     if args.batch_size is not None and args.batch_schedule is not None:
         raise UsageError("give --batch-size or --batch-schedule, not both")
-    schedule = (parse_batch_schedule(args.batch_schedule) if args.batch_schedule
+    schedule = (api.parse_batch_schedule(args.batch_schedule) if args.batch_schedule
                 else [(0, args.batch_size or 16)])
     if args.until is not None and args.until != "plateau":
         raise UsageError(f"--until {args.until}: the only stopping rule is 'plateau'")
@@ -264,13 +255,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise UsageError(f"--{flag} {value}: must be positive")
-    cfg = TrainConfig(a=Path(args.a), b=Path(args.b), out=Path(args.out), preset=args.preset, bucket=args.bucket,
+    cfg = api.TrainConfig(a=Path(args.a), b=Path(args.b), out=Path(args.out), preset=args.preset, bucket=args.bucket,
                       batch_schedule=schedule, steps=args.steps, minutes=args.minutes,
                       until_plateau=args.until == "plateau", resume=args.resume, seed=args.seed, device=args.device,
                       lr=args.lr, mask=args.mask, render=args.render, feature_weight=args.feature_weight,
                       detail_weight=args.detail_weight, warp=args.warp, compile=args.compile, val_every=args.val_every,
                       preview_every=args.preview_every, checkpoint_every=args.checkpoint_every, quiet=args.quiet)
-    summary = Trainer(cfg).run()
+    summary = api.train(cfg)
     est = f"; {summary['estimate']}" if "estimate" in summary else ""
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s: validation {summary['val']:.4f}{est}")
     print(f"model: {cfg.out}  (loss plot {cfg.out / 'loss.png'}, previews {cfg.out / 'previews'})")
@@ -379,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(mean absolute difference of 16x16 thumbnails, 0..1); 0 keeps duplicates")
     fp.set_defaults(func=cmd_faceset_filter)
 
-    from swapgraph.nodes.training import TrainConfig
+    from swapgraph.api import TrainConfig
 
     recipe = TrainConfig.__dataclass_fields__  # the defaults live in one place: TrainConfig
     sp = sub.add_parser("train", help="train a swap model on two facesets")
@@ -448,6 +439,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "batch_size", None) is not None and not 1 <= args.batch_size <= 1024:
             raise UsageError(f"--batch-size {args.batch_size}: expected 1..1024")
         return args.func(args)
+    except ArgumentError as exc:  # the API names its keyword; the command line shows the flag
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc.as_flag()}", file=sys.stderr)
+        return exc.exit_code
     except GraphValidationError as exc:
         if debug:
             traceback.print_exc()

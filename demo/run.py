@@ -9,7 +9,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from swapgraph import api
 from swapgraph.nodes.photos import packaged_photo
+from swapgraph.qc.runner import qc_paths, run_qc
+from swapgraph.runtime.provenance import sidecar_path
 
 from .clips import animate_photo, write_clip
 
@@ -25,27 +28,15 @@ def preset_graph(name: str) -> Path:
     raise FileNotFoundError(f"preset graph {name!r} is not installed")
 
 
-def _run_preset(name: str, overrides: list[str]):
-    from swapgraph.runtime.executor import Executor
-    from swapgraph.runtime.graph import load_graph_document, validate_graph
-    from swapgraph.runtime.registry import default_registry
-
-    path = preset_graph(name)
-    graph = validate_graph(load_graph_document(path), default_registry(), path=path, overrides=overrides)
-    return path, graph, Executor(graph).run()
+def _run_preset(name: str, overrides: list[str]) -> api.GraphSpec:
+    spec = api.load(preset_graph(name), overrides)
+    api.run(spec)
+    return spec
 
 
 def run_demo(out: Path, quiet: bool = False, steps: int = 150) -> None:
     """The whole mission on packaged photos: two shots, facesets, a bounded lite-64
     training, the swapped shot with its sidecar, the loss plot, previews and QC."""
-    from swapgraph.nodes.faceset import faceset_stats
-    from swapgraph.qc.runner import qc_paths, run_qc
-    from swapgraph.nodes.training import TrainConfig, Trainer
-
-    from swapgraph.runtime.executor import evaluate_at
-    from swapgraph.runtime.images import write_png
-    from swapgraph.runtime.provenance import sidecar_path
-
     started = time.perf_counter()
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -62,15 +53,15 @@ def run_demo(out: Path, quiet: bool = False, steps: int = 150) -> None:
     facesets = {}
     for name, shot in shots.items():
         facesets[name] = out / f"faceset_{name}"
-        extract, graph, _ = _run_preset("extract.json", [f"plate.path={shot}", f"faceset.path={facesets[name]}"])
-        say("extracted " + faceset_stats(facesets[name]).splitlines()[0])
-    write_png(out / "preview_faces.png", evaluate_at(graph, "faces", 10)["faces"].preview_image(10))
-    write_png(out / "preview_crops.png", evaluate_at(graph, "crops", 10)["crops"].preview_image(10))
+        extract = _run_preset("extract.json", [f"plate.path={shot}", f"faceset.path={facesets[name]}"])
+        say("extracted " + api.faceset_summary(facesets[name]).splitlines()[0])
+    api.preview(extract, "faces", 10, output="faces").save(out / "preview_faces.png")
+    api.preview(extract, "crops", 10, output="crops").save(out / "preview_crops.png")
     model = out / "model_astronaut_to_grace"
     say(f"training lite-64 for {steps} steps (A = astronaut, the plate; B = grace)")
-    summary = Trainer(TrainConfig(a=facesets["astronaut"], b=facesets["grace"], out=model, preset="lite-64",
-                                  batch_schedule=[(0, 16)], steps=steps, val_every=25, preview_every=50,
-                                  checkpoint_every=100, quiet=True), log=say).run()
+    summary = api.train(api.TrainConfig(a=facesets["astronaut"], b=facesets["grace"], out=model, preset="lite-64",
+                                        batch_schedule=[(0, 16)], steps=steps, val_every=25, preview_every=50,
+                                        checkpoint_every=100, quiet=True), log=say)
     say(f"trained: validation {summary['val']:.4f}" + (f"; {summary['estimate']}" if "estimate" in summary else ""))
     swapped = out / "astronaut_as_grace.mp4"
     _run_preset("swap.json", [f"plate.path={shots['astronaut']}", f"swap.model={model}", f"out.path={swapped}"])

@@ -16,34 +16,12 @@ import torch
 from pydantic import Field, model_validator
 
 from swapgraph.runtime.node import Node, NodeSchema, Params, Port
-from swapgraph.runtime.ports import FaceCrops, Faces, Frames, check_shape
+from swapgraph.runtime.ports import Frames, check_shape
 
-from .face import iter_faces
-from .face_template import STABLE, template_array
+from .face.template import STABLE, template_array
+from .geometry import fit_similarity
+from .ports import FaceCrops, Faces, iter_faces
 from .resample import resize_images
-
-
-def umeyama(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """Least-squares similarity (rotation, uniform scale, translation) taking ``src`` to ``dst``.
-
-    src: (N, K, 2) points; dst: (K, 2) or (N, K, 2) points. Returns (N, 2, 3) affines M
-    with dst ≈ M @ (x, y, 1). Umeyama (1991), batched, in the dtype of ``src``.
-    """
-    check_shape(src, ["N", "K", 2], "src")
-    dst = dst.to(src).expand_as(src)
-    mu_s, mu_d = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
-    s, d = src - mu_s, dst - mu_d
-    cov = d.transpose(1, 2) @ s / src.shape[1]  # (N, 2, 2)
-    u, sig, vt = torch.linalg.svd(cov)
-    sign = torch.sign(torch.linalg.det(u @ vt))
-    fix = torch.ones_like(sig)
-    fix[:, 1] = sign
-    rot = u @ torch.diag_embed(fix) @ vt
-    var = s.pow(2).sum((1, 2)) / src.shape[1]
-    scale = (sig * fix).sum(1) / var
-    lin = scale[:, None, None] * rot
-    t = mu_d.squeeze(1) - (lin @ mu_s.transpose(1, 2)).squeeze(2)
-    return torch.cat([lin, t[:, :, None]], dim=2)
 
 
 def invert_affine(m: torch.Tensor) -> torch.Tensor:
@@ -69,7 +47,7 @@ def template_points(crop: int, coverage: int) -> torch.Tensor:
 def crop_from_frame_matrices(landmarks: torch.Tensor, crop: int, coverage: int) -> torch.Tensor:
     """(N, 2, 3) float64 ``crop_from_frame`` for faces' landmarks (N, 478, >=2) in frame pixels."""
     src = landmarks[:, list(STABLE), :2].to(torch.float64)
-    return umeyama(src, template_points(crop, coverage))
+    return fit_similarity(src, template_points(crop, coverage))
 
 
 def cut_crops(images: torch.Tensor, rows: torch.Tensor, crop_from_frame: torch.Tensor, size: int) -> torch.Tensor:

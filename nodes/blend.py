@@ -11,9 +11,10 @@ from pydantic import Field
 
 from swapgraph.runtime.images import frames_to_rgb8, rgb_to_tensor
 from swapgraph.runtime.node import Node, NodeSchema, Params, Port
-from swapgraph.runtime.ports import FaceCrops, Frames, Masks
+from swapgraph.runtime.ports import Frames
 
 from .align import paste_crops
+from .ports import FaceCrops, Masks
 
 
 def seamless_paste(frames: torch.Tensor, crops: FaceCrops, masks: torch.Tensor) -> torch.Tensor:

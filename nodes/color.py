@@ -22,9 +22,9 @@ import torch
 from pydantic import Field
 
 from swapgraph.runtime.node import Node, NodeSchema, Params, Port
-from swapgraph.runtime.ports import FaceCrops
 
 from .mask import crop_landmarks, grow_and_feather, polygon_masks, regions, rendered_fade
+from .ports import FaceCrops
 
 EXCLUDED = ("left_eye", "right_eye", "left_eyebrow", "right_eyebrow", "lips")
 FEATURES = {"eyes": ("left_eye", "right_eye"), "brows": ("left_eyebrow", "right_eyebrow"), "lips": ("lips",)}

@@ -18,12 +18,13 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from swapgraph.runtime.errors import UsageError
+from swapgraph.runtime.errors import ArgumentError, UsageError
 from swapgraph.runtime.images import frames_to_rgb8
 from swapgraph.runtime.files import publish, temp_path_for
 from swapgraph.runtime.node import NodeSchema, OutputPath, Params, Port, RunContext, Sink
-from swapgraph.runtime.ports import BUCKETS, FaceCrops
 from swapgraph.runtime.provenance import swapgraph_version, versions
+
+from .ports import BUCKETS, FaceCrops
 
 FACES_FILE = "faces.jsonl"
 INFO_FILE = "faceset.json"
@@ -180,10 +181,10 @@ def filter_faceset(folder: Path, out: Path, *, buckets: set[str] | None = None, 
     """
     folder, out = Path(folder), Path(out)
     if out.resolve() == folder.resolve():
-        raise UsageError(f"--out {out}: the same folder as the faceset; write the filtered faceset elsewhere")
+        raise ArgumentError("out", str(out), "the same folder as the faceset; write the filtered faceset elsewhere")
     unknown = (buckets or set()) - set(BUCKETS)
     if unknown:
-        raise UsageError(f"--bucket {', '.join(sorted(unknown))}: unknown; choose from {', '.join(BUCKETS)}")
+        raise ArgumentError("bucket", ", ".join(sorted(unknown)), f"unknown; choose from {', '.join(BUCKETS)}")
     info_path = folder / INFO_FILE
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     frac = info.get("coverage", 160) / info.get("crop", 256)

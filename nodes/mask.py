@@ -21,7 +21,8 @@ import torch
 from pydantic import Field
 
 from swapgraph.runtime.node import Issue, Node, NodeSchema, Params, Port, RunContext
-from swapgraph.runtime.ports import FaceCrops, Masks
+
+from .ports import FaceCrops, Masks
 
 REGIONS_FILE = Path(__file__).with_name("mesh_regions.json")
 BROWS_AND_BELOW_FROM = ("left_eyebrow", "right_eyebrow")
@@ -188,7 +189,7 @@ class FaceMask(Node):
                 print(f"warning: node {self.id!r}: the {p.mode} mask reaches past the square the model rendered "
                       f"({share:.0%} of it lies outside the central {crops.rendered_size} px of the "
                       f"{crops.crop_size} px crop); it is clipped there. To swap that part too, train the model "
-                      f"with a larger --render (e.g. {min(crops.crop_size, 224)})", file=sys.stderr)
+                      f"to render a larger square (render {min(crops.crop_size, 224)}, say)", file=sys.stderr)
         soft = grow_and_feather(grown, 0, p.feather)
         return {"masks": Masks(clip_to_rendered(soft, crops, max(p.feather / 2, 2.0)), crops)}
 

@@ -48,12 +48,13 @@ from pydantic import Field, model_validator
 
 from swapgraph.runtime.images import frames_to_rgb8
 from swapgraph.runtime.node import NodeSchema, OutputPath, Params, PathRole, Port, RunContext, Sink
-from swapgraph.runtime.ports import Face, Faces, Frames
+from swapgraph.runtime.ports import Frames
 from swapgraph.runtime.files import atomic_path, write_json_atomic
 
 from .color import EXCLUDED
 from .identity import FaceDescriber, References, load_references
 from .mask import polygon_masks, regions
+from .ports import Face, Faces
 
 SUMMARY_KEYS = ("coverage", "sharpness_ratio", "color_delta_e", "seam_energy", "edges", "expression_nme", "flicker")
 IDENTITY_KEYS = ("identity_dist_a", "identity_dist_b", "identity_b_share", "identity")

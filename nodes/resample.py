@@ -10,7 +10,9 @@ import torch
 from pydantic import Field, model_validator
 
 from swapgraph.runtime.node import Issue, Node, NodeSchema, Params, Port
-from swapgraph.runtime.ports import Faces, Frames, check_shape
+from swapgraph.runtime.ports import Frames, check_shape
+
+from .ports import Faces
 
 
 def _even(x: float) -> int:
@@ -134,8 +136,8 @@ class Downscale(Node):
     def range_issues(self) -> list[Issue]:
         if self.params.per_shot and self.params.scale is None:
             return [Issue("param 'scale'", "the per-shot scale is measured on the first frames a run decodes, so "
-                          "chunks would each measure their own", "run the shot once (swapgraph run prints the "
-                          f"measured scale) and give it: --set {self.id}.scale=S")]
+                          "chunks would each measure their own", "run the shot once (its summary gives the "
+                          f"measured scale) and set it, e.g. as the override {self.id}.scale=S")]
         return []
 
     def open(self, ctx) -> None:

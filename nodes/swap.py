@@ -14,9 +14,9 @@ from pydantic import Field
 from swapgraph.runtime.devices import model_autocast
 from swapgraph.runtime.errors import NodeError
 from swapgraph.runtime.node import InputPath, Issue, Node, NodeSchema, Params, Port, RunContext
-from swapgraph.runtime.ports import BUCKETS, FaceCrops, Masks
 
 from .align import model_input
+from .ports import BUCKETS, FaceCrops, Masks
 from .resample import resize_images
 from . import swap_model
 from .swap_model import ModelError, SwapModel, bank_models, load_model_cached
@@ -124,7 +124,7 @@ class Swap(Node):
             return [Issue("param 'model'", str(exc))]
         if len(renders) > 1:
             return [Issue("param 'model'", f"the bank's models render squares of {sorted(renders)} px",
-                          "train every model of a bank with the same --render")]
+                          "train every model of a bank to render the same square")]
         return []
 
     def open(self, ctx: RunContext) -> None:

@@ -8,8 +8,16 @@ identity references (the facesets its model was trained on), builds a small grap
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+from swapgraph import api
+from swapgraph.nodes.faceset import FACES_FILE
+from swapgraph.nodes.identity import read_sidecar, references_from_sidecar
+from swapgraph.nodes.video.probe import probe_video
+from swapgraph.runtime.errors import UsageError
+from swapgraph.runtime.provenance import sidecar_path
 
 
 def qc_paths(output: Path, out_dir: Path | None) -> Path:
@@ -20,10 +28,6 @@ def qc_paths(output: Path, out_dir: Path | None) -> Path:
 
 def qc_frames_from_sidecar(output: Path) -> str | None:
     """``A-B``, the plate's frames ``output`` was rendered from, from its sidecar; None without one."""
-    from swapgraph.runtime.provenance import sidecar_path
-
-    from swapgraph.nodes.identity import read_sidecar
-
     span = read_sidecar(sidecar_path(output)).get("source_frames")
     if isinstance(span, list) and len(span) == 2 and all(isinstance(v, int) for v in span):
         return f"{span[0]}-{span[1]}"
@@ -33,14 +37,6 @@ def qc_frames_from_sidecar(output: Path) -> str | None:
 def qc_references(output: Path, faceset_a: Path | None, faceset_b: Path | None) -> tuple[Path, Path] | None:
     """The (A, B) facesets for the identity measure: the ones given, else those the output's
     swap model was trained on (from its sidecar); None, said on stderr, when there are none."""
-    import sys
-
-    from swapgraph.runtime.errors import UsageError
-    from swapgraph.runtime.provenance import sidecar_path
-
-    from swapgraph.nodes.faceset import FACES_FILE
-    from swapgraph.nodes.identity import read_sidecar, references_from_sidecar
-
     if (faceset_a is None) != (faceset_b is None):
         raise UsageError("qc: --a and --b go together; give both facesets (the plate's person and the one put on)")
     if faceset_a is not None and faceset_b is not None:
@@ -65,17 +61,10 @@ def run_qc(output: Path, source: Path, out_dir: Path | None = None, workers: int
     range its sidecar records. ``faceset_a``, ``faceset_b``: references for the identity
     measure; by default the facesets the output's model was trained on, if known.
     """
-    from swapgraph.runtime.errors import UsageError
-    from swapgraph.runtime.executor import Executor
-    from swapgraph.runtime.graph import validate_graph
-    from swapgraph.runtime.registry import default_registry
-
-    from swapgraph.nodes.video import parse_frame_range, probe_video
-
     frames = frames or qc_frames_from_sidecar(output)
     references = qc_references(output, faceset_a, faceset_b)
     a, b = probe_video(output), probe_video(source)
-    start, end = parse_frame_range(frames) if frames else (0, None)
+    start, end = api.parse_frames(frames) if frames else (0, None)
     plate_frames = len(b.pts[start:None if end is None else end + 1])
     if len(a.pts) != plate_frames or (a.info.width, a.info.height) != (b.info.width, b.info.height):
         raise UsageError(f"qc: {output} ({len(a.pts)} frames, {a.info.width}x{a.info.height}) and {source} "
@@ -96,17 +85,13 @@ def run_qc(output: Path, source: Path, out_dir: Path | None = None, workers: int
                 "plate": {"type": "Decode", "params": {"path": str(source), "frames": frames}},
                 "copy": {"type": "Encode", "inputs": {"frames": "plate.frames"},
                          "params": {"path": str(plate), "codec": "ffv1", "audio": "none"}}}}
-            Executor(validate_graph(copy, default_registry())).run()
+            api.run(api.load(copy))
             return _run_qc_graph(output, plate, None, report_path, workers, references)
     return _run_qc_graph(output, source, frames, report_path, workers, references)
 
 
 def _run_qc_graph(output: Path, source: Path, frames: str | None, report_path: Path, workers: int,
                   references: tuple[Path, Path] | None) -> dict[str, Any]:
-    from swapgraph.runtime.executor import Executor
-    from swapgraph.runtime.graph import validate_graph
-    from swapgraph.runtime.registry import default_registry
-
     report_params: dict[str, Any] = {"path": str(report_path)}
     if references is not None:
         report_params.update(faceset_a=str(references[0]), faceset_b=str(references[1]))
@@ -118,6 +103,5 @@ def _run_qc_graph(output: Path, source: Path, frames: str | None, report_path: P
         "report": {"type": "QualityReport", "inputs": {"frames": "shot.frames", "reference": "plate.frames",
                                                          "faces": "faces.faces", "output_faces": "again.faces"},
                    "params": report_params}}}
-    graph = validate_graph(doc, default_registry())
-    Executor(graph).run()
+    api.run(api.load(doc))
     return json.loads(report_path.read_text())

@@ -2,10 +2,29 @@
 
 User errors (a bad graph, a bad param, unreadable media) reach the CLI as one line with
 exit code 2; failures while running exit 1. Each class also subclasses the matching
-builtin, so callers that catch ``ValueError`` or ``TypeError`` keep working.
+builtin, so callers that catch ``ValueError`` or ``TypeError`` keep working. An unknown
+name (node type, param, port, node id) gets its fix from ``did_you_mean``.
 """
 
 from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """The fix for an unknown name: ``"did you mean 'crf'?"`` naming the closest of
+    ``choices``, or "" when none is close enough to guess."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def did_you_mean_or_list(name: str, choices: Iterable[str]) -> str:
+    """``did_you_mean``, else ``"choose one of: 'a', 'b'"`` listing every choice ("" when none)."""
+    choices = list(choices)
+    if not choices:
+        return ""
+    return did_you_mean(name, choices) or "choose one of: " + ", ".join(map(repr, choices))
 
 
 class SwapgraphError(Exception):
@@ -66,6 +85,20 @@ class ShapeError(SwapgraphError, ValueError):
 
 
 class Cancelled(SwapgraphError):
-    """The run was stopped by Ctrl-C or SIGTERM."""
+    """The run was stopped: Ctrl-C, SIGTERM, or a ``CancelToken``."""
 
     exit_code = 130
+
+
+class ArgumentError(UsageError):
+    """A bad value for one argument of a call: a Python API keyword, which the CLI shows as
+    its flag. Library code never spells a front end's syntax: ``str()`` reads
+    ``chunk_size=0: expected ...``, and the CLI prints ``--chunk-size 0: expected ...``."""
+
+    def __init__(self, argument: str, value: str, problem: str) -> None:
+        self.argument, self.value, self.problem = argument, value, problem
+        super().__init__(f"{argument}={value}: {problem}")
+
+    def as_flag(self) -> str:
+        """The message with the argument named as a command-line flag."""
+        return f"--{self.argument.replace('_', '-')} {self.value}: {self.problem}"

@@ -9,7 +9,8 @@ Encode therefore overlap, and a graph runs at about the speed of its slowest sta
 
 The executor knows nothing of what a node computes: it moves values between threads,
 moves tensors where a link crosses devices, times nodes, and decides between ``commit``
-(every stage finished) and ``abort`` (a failure, Ctrl-C or SIGTERM).
+(every stage finished) and ``abort`` (a failure, Ctrl-C, SIGTERM or a :class:`CancelToken`).
+Every node that was opened is closed: ``commit`` on success, else ``abort`` exactly once.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
 from .devices import resolve_device
 from .errors import Cancelled, NodeError, SwapgraphError
-from .graph import Graph
+from .graph.model import Graph
 from .node import Node, RunContext, Sink, Source
-from .ports import Frames, PortType, move
+from .ports import PortType, move
 
 _END = object()
 _SKIP = object()  # a batch wholly outside what a node needs: passed on so stages stay in step
@@ -38,6 +39,32 @@ _SKIP = object()  # a batch wholly outside what a node needs: passed on so stage
 
 class _Stopped(Exception):
     """Raised inside a stage when another stage failed or the run was cancelled."""
+
+
+class CancelToken:
+    """Asks a run to stop: ``cancel()`` from any thread (or from the progress callback).
+
+    The run stops promptly, aborts every node it opened and raises :class:`Cancelled`.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+def abort_nodes(nodes: Iterable[Node]) -> None:
+    """``abort`` each node, the last opened first; a failing abort does not spare the others."""
+    for node in reversed(list(nodes)):
+        try:
+            node.abort()
+        except Exception as exc:  # keep cleaning the others
+            print(f"warning: cleaning up node {node.id!r}: {exc}", file=sys.stderr)
 
 
 class _Channel:
@@ -103,11 +130,16 @@ def _frame_numbers(values: dict[str, Any]) -> list[int] | None:
 
 
 class Executor:
-    """Runs a validated :class:`Graph` once, streaming."""
+    """Runs a validated :class:`Graph` once, streaming.
+
+    ``on_progress(done, total)`` is called from the calling thread while the run goes;
+    ``cancel`` stops the run when set (see :class:`CancelToken`).
+    """
 
     def __init__(self, graph: Graph, *, device: str | None = None, batch_size: int | None = None,
                  frame_range: tuple[int, int | None] | None = None, cpus: int | None = None,
-                 on_progress: Callable[[int, int | None], None] | None = None) -> None:
+                 on_progress: Callable[[int, int | None], None] | None = None,
+                 cancel: CancelToken | None = None) -> None:
         self.graph = graph
         requested = device or graph.settings.device
         #: frames before the first output frame each node's inputs must cover (the rest is skipped)
@@ -120,6 +152,7 @@ class Executor:
             for nid, b in graph.nodes.items()
         }
         self.on_progress = on_progress
+        self.cancel = cancel if cancel is not None else CancelToken()
         self.node_seconds = {nid: 0.0 for nid in graph.order}
         self.node_frames = {nid: 0 for nid in graph.order}
 
@@ -137,6 +170,23 @@ class Executor:
         return min(a for a, _ in ranges), None if None in ends else max(ends)
 
     def run(self) -> RunResult:
+        """Open every node, stream the shot through them, finish them, then commit each.
+
+        On any failure (in ``open``, ``process``, ``finish`` or ``commit``), Ctrl-C or a
+        cancel, every node that was opened gets ``abort`` exactly once and nodes never
+        opened get nothing; a node whose own ``open`` raised cleans up after itself.
+        """
+        opened: list[Node] = []
+        try:
+            return self._run(opened)
+        except KeyboardInterrupt:
+            abort_nodes(opened)
+            raise Cancelled("run cancelled; no output was written") from None
+        except BaseException:
+            abort_nodes(opened)
+            raise
+
+    def _run(self, opened: list[Node]) -> RunResult:
         g = self.graph
         stop = threading.Event()
         channels = {(u, v): _Channel(g.settings.queue_depth, stop) for u, v in g.dag.edges}
@@ -144,7 +194,10 @@ class Executor:
         started = time.perf_counter()
 
         for nid in g.order:
+            if self.cancel.cancelled:
+                raise Cancelled("run cancelled; no output was written")
             self.nodes[nid].open(self.ctx)
+            opened.append(self.nodes[nid])
         total = self.total_frames()
         out_range = self.output_range()
         first, last = out_range if out_range else (None, None)
@@ -210,7 +263,6 @@ class Executor:
         threads = [threading.Thread(target=stage, args=(nid,), name=f"swapgraph:{nid}", daemon=True)
                    for nid in g.order]
         leaves = [nid for nid in g.order if g.dag.out_degree(nid) == 0]
-        cancelled = False
         with torch_threads_shared_by(sum(1 for n in self.nodes.values() if n.device.type == "cpu"), self.ctx.cpus):
             try:
                 for t in threads:
@@ -220,22 +272,19 @@ class Executor:
                         t.join(timeout=0.1)
                         if self.on_progress:
                             self.on_progress(min(self.node_frames[n] for n in leaves), total)
-            except KeyboardInterrupt:
-                cancelled = True
+                        if self.cancel.cancelled:
+                            stop.set()
+            except BaseException:  # Ctrl-C, or a failing progress callback: no node is aborted mid-batch
                 stop.set()
                 for t in threads:
                     t.join()
+                raise
         if self.on_progress:
             self.on_progress(min(self.node_frames[n] for n in leaves), total)
 
-        if cancelled or errors:
-            for node in self.nodes.values():
-                try:
-                    node.abort()
-                except Exception as exc:  # keep cleaning the others
-                    print(f"warning: cleaning up node {node.id!r}: {exc}", file=sys.stderr)
-            if cancelled:
-                raise Cancelled("run cancelled; no output was written")
+        if self.cancel.cancelled:
+            raise Cancelled("run cancelled; no output was written")
+        if errors:
             nid, exc = errors[0]
             if isinstance(exc, SwapgraphError):
                 raise exc
@@ -259,56 +308,9 @@ class Executor:
             "batch_size": self.ctx.batch_size,
         }
         outputs: list[Path] = []
-        try:
-            for nid in g.order:
-                node = self.nodes[nid]
-                node.commit(self.ctx)
-                if isinstance(node, Sink):
-                    outputs.extend(node.output_paths())
-        except BaseException:
-            for node in self.nodes.values():
-                node.abort()
-            raise
+        for nid in g.order:
+            node = self.nodes[nid]
+            node.commit(self.ctx)
+            if isinstance(node, Sink):
+                outputs.extend(node.output_paths())
         return RunResult(frames, seconds, dict(self.node_seconds), outputs, stats)
-
-
-def evaluate_at(graph: Graph, node_id: str, frame: int, *, device: str | None = None) -> dict[str, Any]:
-    """Outputs of ``node_id`` for one frame: only its ancestors run, only the frames needed.
-
-    Stateful ancestors get the earlier frames they declare (pre-roll) first, in the
-    graph's batches, so the frame is computed as in a whole run. A sink's
-    inputs stand in for its outputs, so previewing an Encode shows what it would write.
-    Values are returned as computed for the batch that ends at ``frame``; the caller picks
-    the frame out (``Frames.index``).
-    """
-    keep = graph.ancestors(node_id)
-    requested = device or graph.settings.device
-    # the run's own batches and pre-roll, so the frame comes out as a whole render makes it
-    ctx = RunContext(frame_range=(frame, frame), batch_size=graph.settings.batch_size, preroll=graph.preroll(keep),
-                     graph_hash=graph.hash, graph_name=graph.name, graph_path=graph.path)
-    nodes = {nid: graph.nodes[nid].cls(nid, graph.nodes[nid].params,
-                                       resolve_device(requested, graph.nodes[nid].device,
-                                                      graph.nodes[nid].cls.schema.devices))
-             for nid in keep}
-    for nid in keep:
-        if nid != node_id or not isinstance(nodes[nid], Sink):
-            nodes[nid].open(ctx)
-    last: dict[str, dict[str, Any]] = {}
-    sources = [nid for nid in keep if isinstance(nodes[nid], Source)]
-    iterators = {nid: iter(nodes[nid].batches(ctx)) for nid in sources}
-    while True:
-        batch: dict[str, dict[str, Any]] = {}
-        for nid in keep:
-            node = nodes[nid]
-            if isinstance(node, Source):
-                out = next(iterators[nid], None)
-                if out is None:
-                    return last.get(node_id, {})
-                batch[nid] = out
-                continue
-            inputs = {port: move(batch[src][sport], node.device)
-                      for port, (src, sport) in graph.nodes[nid].inputs.items()}
-            batch[nid] = inputs if (nid == node_id and isinstance(node, Sink)) else node.process(**inputs)
-        last = batch
-        if any(isinstance(v, Frames) and frame in v.index for v in batch[node_id].values()):
-            return batch[node_id]

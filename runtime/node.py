@@ -10,6 +10,7 @@ call directly; ``process`` only unpacks ports and calls them.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping
@@ -114,6 +115,22 @@ class RunContext:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def parse_frame_range(text: str) -> tuple[int, int | None]:
+    """``"10-20"`` -> (10, 20) inclusive; ``"10-"`` -> (10, None); ``"7"`` -> (7, 7).
+
+    The form of ``RunContext.frame_range``, from ``--frames`` or a source's param.
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d*)\s*)?", text)
+    if not m:
+        raise ValueError(f"frame range {text!r}: expected A-B (inclusive, 0-based), e.g. 0-99 or 100-")
+    a = int(m.group(1))
+    b = m.group(2)
+    end = a if b is None else (int(b) if b else None)
+    if end is not None and end < a:
+        raise ValueError(f"frame range {text!r}: the end comes before the start")
+    return a, end
+
+
 class Node:
     """Base of every node type. The class name is the graph ``type``.
 
@@ -209,5 +226,44 @@ class Source(Node):
 
 
 class Sink(Node):
-    """A node with no outputs that writes files."""
+    """A node with no outputs that writes files.
+
+    A sink whose output a farm can render in frame-range chunks and join says how:
+
+    - what a chunk writes: ``chunk_param`` names the param that holds the output path; a
+      chunk sets it to a file of its own, the join writes the render's output there.
+      ``chunk_record`` (after ``commit``) says what the run wrote: the frames, the files,
+      and whatever the join needs, as JSON data; the farm adds the files' hashes.
+    - what must match between chunks: the graph and every param but ``chunk_param``, the
+      batch size and the device (the farm's render key), and what ``join_chunks`` checks
+      in the records (a container, a codec). ``chunk_refusal`` refuses params whose output
+      cannot be joined.
+    - how chunks are joined: ``join_chunks``, given the chunks' manifests in frame order,
+      contiguous, their files checked.
+
+    A sink without ``chunk_param`` is refused by a render: its files cannot be split.
+    """
+
+    #: the param holding this sink's output path; None: its output cannot be rendered in chunks
+    chunk_param: ClassVar[str | None] = None
+
+    def chunk_refusal(self) -> str | None:
+        """Why these params' output cannot be joined from chunks; None when it can."""
+        if self.chunk_param is None:
+            return "its output cannot be written in frame-range chunks and joined"
+        return None
+
+    def chunk_record(self) -> dict[str, Any]:
+        """After ``commit``: ``{"frames": [first, last], "files": [paths], ...}``, JSON data
+        for the chunk's manifest, read back by ``join_chunks``."""
+        raise NotImplementedError(f"{type(self).__name__}.chunk_record")
+
+    @classmethod
+    def join_chunks(cls, chunks: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+        """Join chunks into ``out``, whole or not at all, with its sidecar. ``chunks``: the
+        manifests (``frames``, ``files`` as absolute paths and their ``sha256``, ``record``: what ``chunk_record``
+        returned, and the run's provenance: ``graph_hash``, ``graph``, ``node``, ``params``,
+        ``devices``, ``preroll``, ``batch_size``, ``render_key``, ``host``, ``seconds``).
+        Returns at least ``frames`` and ``output``."""
+        raise NotImplementedError(f"{cls.__name__}.join_chunks")
 

@@ -9,12 +9,11 @@ swapgraph's own node types and other installed packages' are found under the ent
 
 from __future__ import annotations
 
-import difflib
 import sys
 from importlib.metadata import entry_points
 from typing import Iterable
 
-from .errors import RegistryError
+from .errors import RegistryError, did_you_mean
 from .node import Node
 
 ENTRY_POINT_GROUP = "swapgraph.nodes"
@@ -65,8 +64,7 @@ class Registry:
             raise RegistryError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self._types, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "see `swapgraph nodes` for the list"
+        hint = did_you_mean(name, self._types) or "see `swapgraph nodes` for the list"
         return f"unknown node type {name!r}; {hint}"
 
     def origin(self, name: str) -> str:

@@ -76,15 +76,16 @@ def write_photo_faceset(folder: Path, photo: str, faces: int = 40, seed: int = 0
     resized to 256 px with small random shifts and light changes, a face oval as an ellipse."""
     import cv2
 
-    from swapgraph.nodes.training import FACE_OVAL
+    from swapgraph.nodes.mask import regions
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
     base = cv2.resize(packaged_photo(photo), (256, 256), interpolation=cv2.INTER_AREA)
-    angles = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)
+    oval = regions()["face_oval"]
+    angles = np.linspace(0, 2 * np.pi, len(oval), endpoint=False)
     landmarks = np.zeros((478, 3))
-    landmarks[FACE_OVAL, 0] = 128 + 72 * np.sin(angles)
-    landmarks[FACE_OVAL, 1] = 128 - 92 * np.cos(angles)
+    landmarks[oval, 0] = 128 + 72 * np.sin(angles)
+    landmarks[oval, 1] = 128 - 92 * np.cos(angles)
     with (folder / "faces.jsonl").open("w", encoding="utf-8") as f:
         for i in range(faces):
             dx, dy = rng.integers(-6, 7, 2)
@@ -103,7 +104,7 @@ def fails_once_per_marker(marker: str) -> str:
     worker, leaving that worker's address in the marker; later runs return their worker."""
     from distributed import get_worker
 
-    from swapgraph.farm.render import ChunkFailed
+    from swapgraph.farm.cluster import ChunkFailed
 
     me = get_worker().address
     path = Path(marker)
@@ -117,7 +118,7 @@ def fails_as_user_error(marker: str) -> str:
     """A Dask job that fails with a user error (exit code 2), counting its tries in ``marker``."""
     from distributed import get_worker
 
-    from swapgraph.farm.render import ChunkFailed
+    from swapgraph.farm.cluster import ChunkFailed
 
     path = Path(marker)
     path.write_text(str(int(path.read_text() or 0) + 1) if path.exists() else "1")
@@ -126,7 +127,7 @@ def fails_as_user_error(marker: str) -> str:
 
 def find_face(image: np.ndarray):
     """The one face MediaPipe finds in ``image`` (RGB uint8 (H, W, 3)), in this process."""
-    from swapgraph.nodes.face import FaceAnalyzer
+    from swapgraph.nodes.face.detector import FaceAnalyzer
 
     analyzer = FaceAnalyzer(1, "auto", 0.5, 480)
     try:
@@ -139,7 +140,8 @@ def aligned_crops(image: np.ndarray, face, crop: int = 256, coverage: int = 160)
     """``image`` as a one-frame ``Frames`` and its face's aligned crop as ``FaceCrops``."""
     from swapgraph.nodes.align import crop_from_frame_matrices, cut_crops, invert_affine
     from swapgraph.runtime.images import rgb_to_tensor
-    from swapgraph.runtime.ports import FaceCrops, Frames, VideoInfo
+    from swapgraph.nodes.ports import FaceCrops
+    from swapgraph.runtime.ports import Frames, VideoInfo
 
     h, w = image.shape[:2]
     frames = Frames(rgb_to_tensor(image[None]), [0], [0], [1], VideoInfo(w, h, 25, 1))

@@ -18,7 +18,8 @@ from swapgraph.nodes.mask import FaceMask, FaceMaskParams, box_masks, face_regio
 from swapgraph.nodes.report import edges_measure
 from swapgraph.nodes.swap import swap_crops
 from swapgraph.runtime.images import frames_to_rgb8
-from swapgraph.runtime.ports import FaceCrops, Frames, Masks
+from swapgraph.nodes.ports import FaceCrops, Masks
+from swapgraph.runtime.ports import Frames
 
 from helpers import aligned_crops, find_face, packaged_photo
 

@@ -14,7 +14,8 @@ from swapgraph.nodes.color import correct_colour, skin_masks
 from swapgraph.nodes.mask import crop_landmarks, polygon_masks, regions, square_morphology
 from swapgraph.nodes.swap import Swap, SwapParams, held_bucket, nearest_bucket
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
-from swapgraph.runtime.ports import BUCKETS, Face, FaceCrops, Frames, VideoInfo
+from swapgraph.nodes.ports import BUCKETS, Face, FaceCrops
+from swapgraph.runtime.ports import Frames, VideoInfo
 
 from helpers import GRAPHS, aligned_crops, animate_photo, decode_all, find_face, packaged_photo, stream_facts, write_clip
 
@@ -144,7 +145,7 @@ class TestColorCorrect:
 class TestMaskBlend:
     def test_a_dot_in_a_crop_lands_where_frame_from_crop_says(self, cli, grace_crops):
         from swapgraph.nodes.blend import MaskBlend, MaskBlendParams
-        from swapgraph.runtime.ports import Masks
+        from swapgraph.nodes.ports import Masks
 
         crops = grace_crops.crops.clone()
         crops[0, :, 100, 140] = torch.tensor([0.0, 1.0, 0.0])  # a green pixel at crop (140, 100)
@@ -320,7 +321,7 @@ def test_a_model_with_a_pickle_fails_validation(cli, shot, model_dir, tmp_path):
 def test_seamless_blend_changes_only_the_face(grace_crops):
     from swapgraph.nodes.blend import MaskBlend, MaskBlendParams
     from swapgraph.nodes.mask import face_region_masks
-    from swapgraph.runtime.ports import Masks
+    from swapgraph.nodes.ports import Masks
 
     swapped = (grace_crops.crops * torch.tensor([1.0, 0.85, 0.85])[None, :, None, None]).clamp(0, 1)
     fc = FaceCrops(swapped, grace_crops.frame_from_crop, [0], grace_crops.faces, 160, 64, grace_crops.frames)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from swapgraph.nodes.face import FaceAnalyzer
+from swapgraph.nodes.face.detector import FaceAnalyzer
 from swapgraph.nodes.identity import FaceDescriber, faceset_descriptors, load_references, references_from_sidecar
 from swapgraph.nodes.mask import polygon_masks, regions
 from swapgraph.runtime.errors import UsageError

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from swapgraph.nodes.face import FaceAnalyzer
+from swapgraph.nodes.face.detector import FaceAnalyzer
 from swapgraph.nodes.report import SUMMARY_KEYS, edges_measure, frame_metrics, summarise
 
 from helpers import animate_photo, find_face, packaged_photo, write_clip

@@ -1,21 +1,22 @@
-"""The streaming executor: bounded queues, failures, cancellation, devices, preview."""
+"""The streaming executor: bounded queues, failures, life cycles, cancellation, devices."""
 
 from __future__ import annotations
 
 import signal
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 import pytest
 import torch
 
-from swapgraph.runtime.errors import NodeError, UsageError
+from swapgraph.runtime.errors import Cancelled, NodeError, UsageError
 from swapgraph.runtime.devices import resolve_device
-from swapgraph.runtime.executor import Executor
-from swapgraph.runtime.graph import load_graph_document, validate_graph
-from swapgraph.runtime.node import Node, NodeSchema, Port, Sink
+from swapgraph.runtime.executor import CancelToken, Executor
+from swapgraph.runtime.graph.load import load_graph_document
+from swapgraph.runtime.graph.validate import validate_graph
+from swapgraph.runtime.node import Node, NodeSchema, Params, Port, RunContext, Sink
 from swapgraph.runtime.ports import Frames
 from swapgraph.runtime.registry import Registry, default_registry
 
@@ -50,8 +51,127 @@ class Boom(Node):
         return {"frames": frames}
 
 
+class LifeParams(Params):
+    fail_in: Literal["", "open", "process", "finish", "commit"] = ""
+
+
+class Life(Node):
+    """Passes frames through, counting its life-cycle calls by node id; raises in ``fail_in``."""
+
+    schema = NodeSchema(inputs={"frames": Port(Frames)}, outputs={"frames": Port(Frames)}, params=LifeParams)
+    calls: ClassVar[defaultdict[str, Counter]] = defaultdict(Counter)
+    params: LifeParams
+
+    def _step(self, step: str) -> None:
+        if self.params.fail_in == step:
+            raise ValueError(f"synthetic failure in {step}")
+        Life.calls[self.id][step] += 1
+
+    def open(self, ctx: RunContext) -> None:
+        self._step("open")
+
+    def process(self, frames: Frames) -> dict[str, Any]:
+        self._step("process")
+        return {"frames": frames}
+
+    def finish(self) -> None:
+        self._step("finish")
+
+    def commit(self, ctx: RunContext) -> None:
+        self._step("commit")
+
+    def abort(self) -> None:
+        Life.calls[self.id]["abort"] += 1
+
+
+def life_cycles(*ids: str) -> dict[str, str]:
+    """How each node's life went: "committed" (open, finish, commit, each once), "aborted"
+    (opened once, aborted exactly once), "never opened" (no call at all), else the counts."""
+    told = {}
+    for nid in ids:
+        c = Life.calls[nid]
+        if not any(c[k] for k in ("open", "process", "finish", "commit", "abort")):
+            told[nid] = "never opened"
+        elif (c["open"], c["finish"], c["commit"], c["abort"]) == (1, 1, 1, 0):
+            told[nid] = "committed"
+        elif c["open"] == 1 and c["abort"] == 1 and c["finish"] <= 1 and c["commit"] <= 1:
+            told[nid] = "aborted"
+        else:
+            told[nid] = repr(dict(c))
+    return told
+
+
 def registry_with(*extra) -> Registry:
     return Registry([*BUILTIN_NODES, *extra])
+
+
+def life_chain(tmp_path: Path, clip: Path, fail_in: str = "", out: Path | None = None):
+    """plate -> a -> b -> c (three Life nodes, ``b`` failing in ``fail_in``), and an Encode
+    of ``c`` to ``out`` when given; Life's counts start from zero."""
+    nodes = {"plate": {"type": "Decode", "params": {"path": str(clip)}},
+             "a": {"type": "Life", "inputs": {"frames": "plate.frames"}},
+             "b": {"type": "Life", "inputs": {"frames": "a.frames"}, "params": {"fail_in": fail_in}},
+             "c": {"type": "Life", "inputs": {"frames": "b.frames"}}}
+    if out is not None:
+        nodes["out"] = {"type": "Encode", "inputs": {"frames": "c.frames"}, "params": {"path": str(out)}}
+    graph_path = write_graph(tmp_path / "g.json", nodes, settings={"batch_size": 4})
+    Life.calls.clear()
+    return validate_graph(load_graph_document(graph_path), registry_with(Life), path=graph_path)
+
+
+class TestLifeCycle:
+    """Every node opened is closed: committed on success, else aborted exactly once."""
+
+    def test_success_commits_every_node(self, tmp_path, clip):
+        Executor(life_chain(tmp_path, clip)).run()
+        assert life_cycles("a", "b", "c") == {"a": "committed", "b": "committed", "c": "committed"}
+        assert [Life.calls[n]["process"] for n in "abc"] == [6, 6, 6]
+
+    @pytest.mark.parametrize("step", ["process", "finish", "commit"])
+    def test_a_failure_aborts_every_opened_node_once(self, tmp_path, clip, step):
+        out = tmp_path / "renders" / "shot.mp4"
+        with pytest.raises(NodeError if step != "commit" else ValueError, match=f"synthetic failure in {step}"):
+            Executor(life_chain(tmp_path, clip, step, out)).run()
+        assert life_cycles("a", "b", "c") == {"a": "aborted", "b": "aborted", "c": "aborted"}
+        assert not out.exists() and list(out.parent.iterdir()) == []
+
+    def test_a_failing_open_aborts_the_nodes_opened_before_it(self, tmp_path, clip):
+        with pytest.raises(ValueError, match="synthetic failure in open"):
+            Executor(life_chain(tmp_path, clip, "open")).run()
+        # b cleans up its own failed open; c was never opened
+        assert life_cycles("a", "b", "c") == {"a": "aborted", "b": "never opened", "c": "never opened"}
+
+    def test_ctrl_c_aborts_every_node(self, tmp_path, clip):
+        def interrupt(done: int, total: int | None) -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(Cancelled):
+            Executor(life_chain(tmp_path, clip), on_progress=interrupt).run()
+        assert life_cycles("a", "b", "c") == {"a": "aborted", "b": "aborted", "c": "aborted"}
+
+
+class TestCancel:
+    def test_cancel_from_the_progress_callback_writes_nothing(self, tmp_path, clip):
+        out = tmp_path / "renders" / "shot.mp4"
+        token = CancelToken()
+        reports = []
+
+        def progress(done: int, total: int | None) -> None:
+            reports.append(done)
+            token.cancel()
+
+        with pytest.raises(Cancelled, match="no output was written"):
+            Executor(life_chain(tmp_path, clip, out=out), on_progress=progress, cancel=token).run()
+        assert token.cancelled and reports
+        assert life_cycles("a", "b", "c") == {"a": "aborted", "b": "aborted", "c": "aborted"}
+        assert not out.exists() and list(out.parent.iterdir()) == []  # no temporary file left either
+
+    def test_a_run_cancelled_before_it_starts_opens_nothing(self, tmp_path, clip):
+        token = CancelToken()
+        token.cancel()
+        with pytest.raises(Cancelled):
+            Executor(life_chain(tmp_path, clip), cancel=token).run()
+        assert life_cycles("a", "b", "c") == {"a": "never opened", "b": "never opened", "c": "never opened"}
 
 
 def test_memory_is_bounded_by_queue_depth(tmp_path, clip):
@@ -122,39 +242,6 @@ def test_links_move_tensors_to_the_consumer_device(clip, tmp_path, device):
     assert ex.nodes["down"].device.type == device.type and ex.nodes["out"].device.type == "cpu"
     assert ex.run().frames == 24
     assert decode_all(tmp_path / "o.mkv")[0].shape == (24, 128, 128, 3)
-
-
-class TestPreview:
-    def test_preview_equals_that_frame_of_a_full_run(self, cli, clip, tmp_path):
-        full = tmp_path / "full.mkv"
-        sets = ["--set", f"plate.path={clip}"]
-        assert cli("run", GRAPHS / "rescale.json", *sets, "--set", f"out.path={full}", "--set", "out.codec=ffv1",
-                   "--quiet").code == 0
-        frames, _ = decode_all(full)
-        from PIL import Image
-
-        for node, n in (("up", 13), ("out", 0), ("up", 23)):
-            png = tmp_path / f"{node}{n}.png"
-            r = cli("preview", GRAPHS / "rescale.json", *sets, "--set", f"out.path={full}", "--node", node,
-                    "--frame", n, "-o", png)
-            assert r.code == 0, r.err
-            assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), frames[n])
-
-    def test_preview_of_an_upstream_node(self, cli, clip, tmp_path):
-        png = tmp_path / "down.png"
-        r = cli("preview", GRAPHS / "rescale.json", "--set", f"plate.path={clip}", "--node", "down", "--frame", "3",
-                "-o", png)
-        assert r.code == 0
-        from PIL import Image
-
-        assert Image.open(png).size == (128, 128)
-
-    def test_preview_bad_node_or_frame(self, cli, clip, tmp_path):
-        sets = ("--set", f"plate.path={clip}")
-        r = cli("preview", GRAPHS / "rescale.json", *sets, "--node", "dowm", "--frame", "3")
-        assert r.code == 2 and "no such node" in r.err
-        r = cli("preview", GRAPHS / "rescale.json", *sets, "--node", "down", "--frame", "99")
-        assert r.code == 2 and "past the end" in r.err
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from swapgraph.runtime.errors import GraphFileError, GraphValidationError
-from swapgraph.runtime.graph import graph_json_schema, load_graph_document, validate_graph
+from swapgraph.runtime.graph.load import load_graph_document
+from swapgraph.runtime.graph.schema import graph_json_schema
+from swapgraph.runtime.graph.validate import validate_graph
 from swapgraph.runtime.registry import default_registry
 
 from helpers import GRAPHS, REPO, write_graph
@@ -123,10 +125,10 @@ class TestLoad:
         assert base.hash != g.hash  # the hash follows the params
 
     @pytest.mark.parametrize("override,words", [
-        ("out.crf=abc", "--set out.crf: Input should be a valid integer"),
+        ("out.crf=abc", "override out.crf: Input should be a valid integer"),
         ("out.crf=77", "param 'crf': Input should be less than or equal to 51"),
-        ("outt.crf=1", "--set outt.crf: no node 'outt' in the graph; fix: did you mean 'out'?"),
-        ("out.crff=1", "--set out.crff: Encode has no param 'crff'; fix: did you mean 'crf'?"),
+        ("outt.crf=1", "override outt.crf: no node 'outt' in the graph; fix: did you mean 'out'?"),
+        ("out.crff=1", "override out.crff: Encode has no param 'crff'; fix: did you mean 'crf'?"),
         ("out-crf", "expected node.param=value"),
     ])
     def test_bad_overrides(self, cli, shot_dir, override, words):

@@ -14,7 +14,7 @@ import pytest
 from swapgraph.runtime.errors import RegistryError
 from swapgraph.runtime.registry import Registry
 from swapgraph.nodes.builtin import NODES as BUILTIN_NODES
-from swapgraph.nodes.video import Decode
+from swapgraph.nodes.video.decode import Decode
 
 from helpers import decode_all, swapgraph_subprocess, write_graph
 

@@ -1,0 +1,93 @@
+"""Facesets on the training device: crops, face-oval masks and feature masks, read once.
+
+Masks come from each face's landmarks with the nodes' mesh regions (``nodes/mesh_regions.json``):
+the face oval the mask channel learns, and the eyes, brows and lips the loss weighs more.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from swapgraph.nodes.color import EXCLUDED
+from swapgraph.nodes.faceset import INFO_FILE as FACESET_INFO
+from swapgraph.nodes.faceset import read_faceset
+from swapgraph.nodes.mask import polygon_masks, regions
+from swapgraph.nodes.ports import BUCKETS
+from swapgraph.runtime.errors import UsageError
+
+
+@dataclass
+class FaceData:
+    """One faceset on the training device: crops (N, 3, S, S) uint8, face masks (N, 1, S, S)
+    uint8 (the oval) and feature masks (N, 1, S, S) uint8 (eyes, brows and lips, grown a little)."""
+
+    name: str
+    crops: torch.Tensor
+    masks: torch.Tensor
+    features: torch.Tensor
+    coverage: int
+    train: torch.Tensor  # indices
+    val: torch.Tensor
+
+
+def _in_crop(landmarks: np.ndarray, frame_from_crop: np.ndarray) -> np.ndarray:
+    """Landmarks (478, 2+) in frame pixels -> (478, 2) in crop pixels."""
+    m = np.vstack([np.asarray(frame_from_crop), [0, 0, 1]])
+    crop_from_frame = np.linalg.inv(m)[:2]
+    return np.asarray(landmarks)[:, :2] @ crop_from_frame[:, :2].T + crop_from_frame[:, 2]
+
+
+def _hull_mask(landmarks: np.ndarray, frame_from_crop: np.ndarray, size: int) -> np.ndarray:
+    """The face oval as a filled mask in crop pixels (uint8 0/255)."""
+    pts = _in_crop(landmarks, frame_from_crop)[regions()["face_oval"]]
+    # the regions hold index sets: walk the oval around its centre (an oval is star-shaped about
+    # it) so the polygon follows the jaw line, hollows included, where a convex hull would not
+    centre = pts.mean(0)
+    around = pts[np.argsort(np.arctan2(pts[:, 1] - centre[1], pts[:, 0] - centre[0]))]
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, np.round(around).astype(np.int32), 255)
+    return mask
+
+
+def _feature_mask(landmarks: np.ndarray, frame_from_crop: np.ndarray, size: int) -> np.ndarray:
+    """Eyes, brows and lips as a filled mask in crop pixels (uint8 0/255), grown by 3 px:
+    where a viewer looks first, so the loss weighs them more (``feature_weight``)."""
+    pts = _in_crop(landmarks, frame_from_crop)
+    mask = polygon_masks(pts[None], [regions()[n] for n in EXCLUDED], size)[0]
+    return cv2.dilate(mask, np.ones((7, 7), np.uint8)) * 255
+
+
+def load_faceset(folder: Path, device: torch.device, bucket: str | None, val_faces: int, seed: int) -> FaceData:
+    """Read a faceset once; hold out ``val_faces`` faces chosen by ``seed`` for validation.
+
+    UsageError, before anything is held, when ``folder`` is not a faceset, has too few faces
+    (in ``bucket``, if given) or a crop is missing.
+    """
+    folder = Path(folder)
+    if bucket is not None and bucket not in BUCKETS:
+        raise UsageError(f"bucket {bucket!r}: unknown; choose from {', '.join(BUCKETS)}")
+    records = [r for r in read_faceset(folder) if bucket is None or r["bucket"] == bucket]
+    if len(records) < val_faces + 8:
+        raise UsageError(f"{folder}: {len(records)} faces{f' in bucket {bucket}' if bucket else ''}; training needs "
+                         f"at least {val_faces + 8} ({val_faces} are held out for validation); extract more")
+    info = json.loads((folder / FACESET_INFO).read_text()) if (folder / FACESET_INFO).is_file() else {}
+    crops, masks, features = [], [], []
+    for r in records:
+        img = cv2.imread(str(folder / r["file"]))
+        if img is None:
+            raise UsageError(f"{folder / r['file']}: missing or unreadable crop; extract the faceset again")
+        crops.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        masks.append(_hull_mask(r["landmarks"], r["frame_from_crop"], img.shape[0]))
+        features.append(_feature_mask(r["landmarks"], r["frame_from_crop"], img.shape[0]))
+    crops_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().to(device)
+    masks_t = torch.from_numpy(np.stack(masks))[:, None].to(device)
+    features_t = torch.from_numpy(np.stack(features))[:, None].to(device)
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed))
+    return FaceData(folder.name, crops_t, masks_t, features_t, int(info.get("coverage", 160)), order[val_faces:].to(device),
+                    order[:val_faces].to(device))
