@@ -121,7 +121,8 @@ def _frames_in(values: dict[str, Any]) -> int:
     return max((v.frames_in_batch() for v in values.values() if isinstance(v, PortType)), default=0)
 
 
-def _frame_numbers(values: dict[str, Any]) -> list[int] | None:
+def frame_numbers(values: dict[str, Any]) -> list[int] | None:
+    """The frame numbers of the first port value in ``values`` that has any."""
     for v in values.values():
         numbers = v.frame_numbers() if isinstance(v, PortType) else None
         if numbers:
@@ -230,7 +231,7 @@ class Executor:
                                 ch.put(_SKIP)
                             continue
                         inputs = {port: got[src][sport] for port, (src, sport) in bound.inputs.items()}
-                        numbers = _frame_numbers(inputs)
+                        numbers = frame_numbers(inputs)
                         if lowest is not None and numbers and numbers[-1] < lowest:
                             # pre-roll this node does not need: skipped whole, so every batch a
                             # node does process is the one a whole run gives it

@@ -26,7 +26,7 @@ import torch
 
 from .devices import resolve_device
 from .errors import NodeError
-from .executor import abort_nodes
+from .executor import abort_nodes, frame_numbers
 from .graph.model import Graph
 from .node import Node, RunContext, Sink, Source
 from .ports import PortType, move
@@ -159,19 +159,11 @@ def _key(identity: dict[str, Any], frames: tuple[int, int], start: int | None,
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _frame_numbers(values: dict[str, Any]) -> list[int] | None:
-    for v in values.values():
-        numbers = v.frame_numbers() if isinstance(v, PortType) else None
-        if numbers:
-            return numbers
-    return None
-
-
 def _source_batch(node: Source, batches: Iterator[dict[str, Any]], batch: int, size: int) -> dict[str, Any] | None:
     """The source's outputs for batch number ``batch`` (earlier ones are passed over); None
     when the source ends first."""
     for out in batches:
-        numbers = _frame_numbers(out)
+        numbers = frame_numbers(out)
         if numbers is None:
             return out
         lo, hi = numbers[0] // size, numbers[-1] // size

@@ -148,3 +148,18 @@ def aligned_crops(image: np.ndarray, face, crop: int = 256, coverage: int = 160)
     m = crop_from_frame_matrices(torch.from_numpy(face.landmarks[None]), crop, coverage)
     crops = cut_crops(frames.data, torch.tensor([0]), m, crop)
     return frames, FaceCrops(crops, invert_affine(m), [0], [face], coverage, 64, frames)
+
+
+def packaged_facesets(root: Path, frames: int) -> dict[str, Path]:
+    """Facesets extracted (graphs/extract.json, in this process) from ``frames``-frame shots
+    animated from the packaged photos: ``grace`` (grace_hopper) and ``astro`` (astronaut)."""
+    from swapgraph.cli.main import main
+
+    out = {}
+    for name, photo in (("grace", "grace_hopper"), ("astro", "astronaut")):
+        clip = write_clip(root / f"{name}.mp4", animate_photo(packaged_photo(photo), frames, size=(384, 384)),
+                          audio=False)
+        assert main(["run", str(GRAPHS / "extract.json"), "--set", f"plate.path={clip}", "--set",
+                     f"faceset.path={root / name}", "--set", "faces.workers=1", "--quiet"]) == 0
+        out[name] = root / name
+    return out

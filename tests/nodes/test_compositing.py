@@ -130,7 +130,7 @@ def test_the_mask_says_once_that_it_was_clipped(plate, capsys):
     for _ in range(3):
         masks = node.process(swapped)["masks"].masks
     err = capsys.readouterr().err
-    assert err.count("warning: node 'mask'") == 1 and "--render" in err
+    assert err.count("warning: node 'mask'") == 1 and "render a larger square" in err
     assert node.stats()["faces_clipped"] == 3
     assert float(masks[~box_masks(swapped).bool()].max()) == 0.0  # nothing outside the square
     wide = replace(crops, rendered=256)

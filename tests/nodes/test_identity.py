@@ -13,22 +13,13 @@ from swapgraph.nodes.identity import FaceDescriber, faceset_descriptors, load_re
 from swapgraph.nodes.mask import polygon_masks, regions
 from swapgraph.runtime.errors import UsageError
 
-from helpers import GRAPHS, animate_photo, packaged_photo, write_clip
+from helpers import GRAPHS, animate_photo, packaged_facesets, packaged_photo, write_clip
 
 
 @pytest.fixture(scope="module")
 def facesets(tmp_path_factory):
     """Facesets of 16 frames each from animated packaged photos: grace_hopper (A), astronaut (B)."""
-    from swapgraph.cli.main import main
-
-    root = tmp_path_factory.mktemp("identity")
-    out = {}
-    for name, photo in (("grace", "grace_hopper"), ("astro", "astronaut")):
-        clip = write_clip(root / f"{name}.mp4", animate_photo(packaged_photo(photo), 16, size=(384, 384)), audio=False)
-        assert main(["run", str(GRAPHS / "extract.json"), "--set", f"plate.path={clip}", "--set",
-                     f"faceset.path={root / name}", "--set", "faces.workers=1", "--quiet"]) == 0
-        out[name] = root / name
-    return out
+    return packaged_facesets(tmp_path_factory.mktemp("identity"), 16)
 
 
 @pytest.fixture(scope="module")

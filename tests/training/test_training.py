@@ -18,7 +18,7 @@ from swapgraph.training.losses import reconstruction_loss
 from swapgraph.training.trainer import Trainer
 from swapgraph.runtime.errors import UsageError
 
-from helpers import GRAPHS, SHARED_CLIPS, animate_photo, packaged_photo, swapgraph_subprocess, write_clip
+from helpers import GRAPHS, SHARED_CLIPS, packaged_facesets, swapgraph_subprocess
 
 
 def extract_faceset(cli, clip: Path, out: Path, *sets: str) -> Path:
@@ -31,16 +31,7 @@ def extract_faceset(cli, clip: Path, out: Path, *sets: str) -> Path:
 @pytest.fixture(scope="module")
 def facesets(tmp_path_factory):
     """Facesets of 60 frames each from animated packaged photos (grace_hopper, astronaut)."""
-    from swapgraph.cli.main import main
-
-    root = tmp_path_factory.mktemp("train")
-    out = {}
-    for name, photo in (("grace", "grace_hopper"), ("astro", "astronaut")):
-        clip = write_clip(root / f"{name}.mp4", animate_photo(packaged_photo(photo), 60, size=(384, 384)), audio=False)
-        assert main(["run", str(GRAPHS / "extract.json"), "--set", f"plate.path={clip}", "--set",
-                     f"faceset.path={root / name}", "--set", "faces.workers=1", "--quiet"]) == 0
-        out[name] = root / name
-    return out
+    return packaged_facesets(tmp_path_factory.mktemp("train"), 60)
 
 
 def config(facesets, out: Path, **kw) -> TrainConfig:
