@@ -8,6 +8,7 @@ demo, the browser editor, the timeline tools) calls.
     report = api.run(shot, frames=(0, 47), device="cuda", progress=print)
     view = api.preview(shot, "blend", 12)           # view.image: (3, H, W) in [0, 1]
     view = api.preview(shot.with_params("blend", feather=24), "blend", 12)   # reuses the upstream results
+    api.shot_info(shot, "blend")                   # the shot it reads: frames, fps, size
     api.render(shot, "out/sh010.mov", workers=2)    # chunks on a LocalCluster, joined with the audio
 
 Errors are :class:`swapgraph.runtime.errors.SwapgraphError` subclasses whose one-line
@@ -20,13 +21,14 @@ from swapgraph.farm.plan import DEFAULT_CHUNK_SIZE, ChunkJob, RenderPlan
 from swapgraph.runtime.executor import CancelToken
 from swapgraph.runtime.preview import PreviewCache
 
-from .graphs import GraphSpec, load, validate
+from .graphs import FileParam, GraphSpec, file_params, issue_subject, load, presets, save_graph, validate
 from .nodes import graph_schema, node_origin, node_types, parse_frames
 from .render import chunk_job, join_chunks, plan_render, render
-from .run import Preview, RunReport, preview, preview_cache, run, run_chunk
+from .run import Preview, RunReport, ShotInfo, preview, preview_cache, run, run_chunk, shot_info
 from .training import TrainConfig, faceset_summary, filter_faceset, parse_batch_schedule, train
 
-__all__ = ["CancelToken", "ChunkJob", "DEFAULT_CHUNK_SIZE", "GraphSpec", "Preview", "PreviewCache", "RenderPlan",
-           "RunReport", "TrainConfig", "chunk_job", "faceset_summary", "filter_faceset", "graph_schema", "join_chunks",
-           "load", "node_origin", "node_types", "parse_batch_schedule", "parse_frames", "plan_render", "preview",
-           "preview_cache", "render", "run", "run_chunk", "train", "validate"]
+__all__ = ["CancelToken", "ChunkJob", "DEFAULT_CHUNK_SIZE", "FileParam", "GraphSpec", "Preview", "PreviewCache",
+           "RenderPlan", "RunReport", "ShotInfo", "TrainConfig", "chunk_job", "faceset_summary", "file_params",
+           "filter_faceset", "graph_schema", "issue_subject", "join_chunks", "load", "node_origin", "node_types",
+           "parse_batch_schedule", "parse_frames", "plan_render", "presets", "preview", "preview_cache", "render",
+           "run", "run_chunk", "save_graph", "shot_info", "train", "validate"]

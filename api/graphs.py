@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from swapgraph.runtime.errors import GraphValidationError
+from swapgraph.runtime.files import write_text_atomic
 from swapgraph.runtime.graph.load import load_graph_document
 from swapgraph.runtime.graph.model import Graph
 from swapgraph.runtime.graph.validate import validate_graph
@@ -74,3 +76,81 @@ def validate(spec: GraphSpec | str | Path | Mapping[str, Any], *, probe: bool = 
     except GraphValidationError as exc:
         return list(exc.issues)
     return []
+
+
+def presets() -> dict[str, Path]:
+    """The preset graphs installed with swapgraph (``graphs/*.json``), by file name."""
+    import swapgraph.graphs
+
+    found: dict[str, Path] = {}
+    for folder in swapgraph.graphs.__path__:
+        for file in sorted(Path(folder).glob("*.json")):
+            found.setdefault(file.name, file)
+    return found
+
+
+def save_graph(document: Mapping[str, Any], path: Path) -> bool:
+    """Write ``document`` to the graph file ``path`` (2-space indented JSON and a newline),
+    whole or not at all; returns False, writing nothing, when the file already holds an
+    equal document, so opening and saving a graph leaves its file byte for byte."""
+    path = Path(path)
+    try:
+        if json.loads(path.read_text(encoding="utf-8")) == document:
+            return False
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass  # no file yet, or not JSON: write it
+    write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+    return True
+
+
+@dataclass(frozen=True)
+class FileParam:
+    """A path param of a node: where it points (resolved like a run resolves it) and whether
+    the node reads or writes it."""
+
+    node: str
+    param: str
+    role: Literal["input", "output"]
+    path: Path
+
+
+def file_params(spec: GraphSpec | str | Path | Mapping[str, Any]) -> list[FileParam]:
+    """The files a graph's nodes read and write, relative paths resolved against the graph
+    file's folder, overrides applied; known node types only, found without validating."""
+    from swapgraph.runtime.graph.overrides import apply_overrides
+
+    spec = load(spec)
+    registry = default_registry()
+    doc, _ = apply_overrides(spec.document, list(spec.overrides), registry)
+    base = Path(spec.path).resolve().parent if spec.path else Path.cwd()
+    found = []
+    nodes = doc.get("nodes")
+    for node_id, node in (nodes.items() if isinstance(nodes, dict) else []):
+        if not isinstance(node, dict) or node.get("type") not in registry:
+            continue
+        params = node.get("params") if isinstance(node.get("params"), dict) else {}
+        for name, role in registry.get(node["type"]).schema.params.path_fields().items():
+            value = params.get(name)
+            if isinstance(value, (str, Path)) and str(value):
+                found.append(FileParam(str(node_id), name, role, base / value))
+    return found
+
+
+_QUOTED = r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\""
+_NODE = re.compile(r"^node (?:" + _QUOTED + ")")
+_OVERRIDE = re.compile(r"^override ([^.\s]+)\.(\S+)")
+_PARAM = re.compile(r"\bparam (?:" + _QUOTED + ")")
+_PORT = re.compile(r"\b(?:input|output|port) (?:" + _QUOTED + ")")
+
+
+def issue_subject(issue: Issue) -> dict[str, str | None]:
+    """What an issue is about, from its ``where``: ``{"node", "port", "param"}``, each None
+    when the issue does not name one (a whole-graph issue names none)."""
+    def first(pattern: re.Pattern, text: str) -> str | None:
+        m = pattern.search(text)
+        return None if m is None else next(g for g in m.groups() if g is not None)
+
+    override = _OVERRIDE.match(issue.where)
+    if override:
+        return {"node": override.group(1), "port": None, "param": override.group(2)}
+    return {"node": first(_NODE, issue.where), "port": first(_PORT, issue.where), "param": first(_PARAM, issue.where)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,7 +14,9 @@ from swapgraph.farm.plan import ChunkJob, output_node, range_problems, render_ke
 from swapgraph.runtime.errors import ArgumentError
 from swapgraph.runtime.executor import CancelToken, Executor
 from swapgraph.runtime.graph.model import Graph
-from swapgraph.runtime.images import write_png
+from swapgraph.nodes.video.decode import Decode
+from swapgraph.nodes.video.probe import probe_video
+from swapgraph.runtime.images import encode_png, write_png
 from swapgraph.runtime.graph.validate import validate_graph
 from swapgraph.runtime.preview import PreviewCache, evaluate_at
 from swapgraph.runtime.registry import default_registry
@@ -86,20 +89,29 @@ def run_chunk(job: ChunkJob, *, cpus: int | None = None, run_id: str = "", progr
 class Preview:
     """One node's outputs for one frame: ``image`` (RGB (3, H, W) in [0, 1]: frames as they
     are, faces drawn on their frame, crops and masks as a grid; None when no output has an
-    image) and ``outputs``, the node's port values for the batch that holds the frame."""
+    image) and ``outputs``, the node's port values for the batch that holds the frame;
+    ``shown``: the port whose image it is."""
 
     node: str
     frame: int
     image: torch.Tensor | None
     outputs: dict[str, Any] = field(default_factory=dict)
+    shown: str | None = None
 
     def save(self, path: Path) -> Path:
         """Write the image as an 8-bit PNG, whole or not at all."""
+        write_png(Path(path), self._image())
+        return Path(path)
+
+    def png(self) -> bytes:
+        """The image as the bytes of the 8-bit PNG that ``save`` writes."""
+        return encode_png(self._image())
+
+    def _image(self) -> torch.Tensor:
         if self.image is None:
             raise ArgumentError("node", repr(self.node), f"has no image for frame {self.frame}; check the frame "
                                 "number (0-based) and pick a node with a frames, faces, crops or masks output")
-        write_png(Path(path), self.image)
-        return Path(path)
+        return self.image
 
 
 _CACHE: PreviewCache | None = None
@@ -126,11 +138,41 @@ def preview(spec: GraphSpec | str | Path, node: str, frame: int, *, output: str 
     outputs = evaluate_at(graph, node, frame, device=device, cache=preview_cache() if cache is None else cache)
     if output is not None and output not in outputs:
         raise ArgumentError("output", repr(output), f"node {node!r} has the outputs " + ", ".join(outputs))
-    image = None
+    image, shown = None, None
     for name, value in outputs.items():
         if output is not None and name != output:
             continue
         image = value.preview_image(frame) if hasattr(value, "preview_image") else None
         if image is not None:
+            shown = name
             break
-    return Preview(node, frame, image, outputs)
+    return Preview(node, frame, image, outputs, shown)
+
+
+@dataclass(frozen=True)
+class ShotInfo:
+    """The shot a node works on: its source node (the first Decode among its ancestors),
+    the file, how many frames it has (0-based frame numbers below ``frames``), its rate
+    and size (upright)."""
+
+    node: str
+    source: Path
+    frames: int
+    fps: Fraction
+    width: int
+    height: int
+
+
+def shot_info(spec: GraphSpec | str | Path, node: str) -> ShotInfo:
+    """The shot ``node`` reads (its first Decode ancestor): the frames a viewer scrubs over."""
+    graph = load(spec).graph()
+    if node not in graph.nodes:
+        raise ArgumentError("node", repr(node), "no such node; the graph has " + ", ".join(graph.order))
+    for nid in graph.ancestors(node):
+        bound = graph.nodes[nid]
+        if issubclass(bound.cls, Decode):
+            index = probe_video(bound.params.path)
+            return ShotInfo(nid, Path(bound.params.path), len(index.pts), index.info.fps, index.info.width,
+                            index.info.height)
+    raise ArgumentError("node", repr(node), "reads no video (no Decode node upstream); pick a node downstream "
+                        "of a Decode")

@@ -280,6 +280,17 @@ def cmd_qc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_edit(args: argparse.Namespace) -> int:
+    from swapgraph.editor.server import serve
+
+    try:
+        serve(Path(args.graph) if args.graph else None, Path(args.root) if args.root else None, host=args.host,
+              port=args.port, open_browser=not args.no_browser)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how the editor's server stops
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from swapgraph.demo.run import run_demo
 
@@ -417,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--b", metavar="FACESET", help="faceset of the person put on, for the identity measure")
     sp.add_argument("--workers", type=int, default=0, help="face-detection processes (0: one per core)")
     sp.set_defaults(func=cmd_qc)
+
+    sp = sub.add_parser("edit", help="edit, check, preview and run a graph in the browser (a local server)")
+    sp.add_argument("graph", nargs="?", help="graph file to open (JSON); default: none")
+    sp.add_argument("--root", help="folder the editor may read and write (default: the graph's folder, or here)")
+    sp.add_argument("--port", type=int, default=0, help="port to listen on (default 0: a free one)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sp.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
+    sp.set_defaults(func=cmd_edit)
 
     sp = sub.add_parser("demo", help="make a shot from a packaged photo and run the pipeline on it")
     sp.add_argument("--out", default="demo-output", help="folder for the demo's files")

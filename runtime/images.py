@@ -6,6 +6,7 @@ a full run writes, bit for bit.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,16 @@ def frames_to_rgb8(pixels: torch.Tensor) -> np.ndarray:
     return tensor_to_rgb(pixels)
 
 
-def write_png(path: Path, image: torch.Tensor) -> None:
-    """Write one RGB image (3, H, W) in [0, 1] as an 8-bit PNG, atomically."""
+def encode_png(image: torch.Tensor) -> bytes:
+    """One RGB image (3, H, W) in [0, 1] as the bytes of an 8-bit PNG."""
     from PIL import Image
 
+    buffer = io.BytesIO()
+    Image.fromarray(frames_to_rgb8(image[None])[0]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_png(path: Path, image: torch.Tensor) -> None:
+    """Write one RGB image (3, H, W) in [0, 1] as an 8-bit PNG, atomically."""
     with atomic_path(Path(path)) as tmp:
-        Image.fromarray(frames_to_rgb8(image[None])[0]).save(tmp)
+        tmp.write_bytes(encode_png(image))

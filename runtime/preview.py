@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -73,13 +73,16 @@ class PreviewCache:
 
     ``max_bytes`` bounds the tensors held (:func:`value_bytes`, plus ``ENTRY_OVERHEAD`` an
     entry); an entry larger than the whole limit is not kept. ``hits`` and ``misses``
-    count lookups of one node's outputs for one batch. Safe to share between threads.
+    count lookups of one node's outputs for one batch; ``computed`` counts, by node type,
+    the batches previews computed rather than took from the cache. Safe to share between
+    threads.
     """
 
     def __init__(self, max_bytes: int = 1 << 30) -> None:
         self.max_bytes = max_bytes
         self.hits = 0
         self.misses = 0
+        self.computed: Counter[str] = Counter()
         self._entries: OrderedDict[str, tuple[dict[str, Any], int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -108,6 +111,11 @@ class PreviewCache:
             self.hits += 1
             self._entries.move_to_end(key)
             return entry[0]
+
+    def count_computed(self, type_name: str) -> None:
+        """One batch of a node of type ``type_name`` was computed (not served from the cache)."""
+        with self._lock:
+            self.computed[type_name] += 1
 
     def put(self, entries: dict[str, dict[str, Any]]) -> None:
         """Keep ``entries`` as the most recently used, in their order, and evict past the limit.
@@ -262,6 +270,8 @@ def evaluate_at(graph: Graph, node_id: str, frame: int, *, device: str | None = 
                 else:
                     computed[nid, k] = node.process(**{port: move(value(src, k)[sport], node.device)
                                                        for port, (src, sport) in links[nid].items()})
+                if cache is not None:
+                    cache.count_computed(node.type_name())
         for node in opened:
             node.finish()
     finally:

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..node import Node, Params
 
 GRAPH_VERSION = 1
-TOP_LEVEL_KEYS = {"version", "name", "settings", "nodes", "$schema", "description"}
+#: ``ui`` is an editor's view state (node positions, the viewer's node and frame): the engine ignores it
+TOP_LEVEL_KEYS = {"version", "name", "settings", "nodes", "$schema", "description", "ui"}
 NODE_KEYS = {"type", "inputs", "params", "device"}
 
 

@@ -48,6 +48,7 @@ def graph_json_schema(registry: Registry) -> dict[str, Any]:
             "version": {"const": GRAPH_VERSION},
             "name": {"type": "string"},
             "description": {"type": "string"},
+            "ui": {"type": "object", "description": "an editor's view state (node positions, ...); ignored when run"},
             "settings": settings_schema,
             "nodes": {"type": "object", "minProperties": 1,
                       "propertyNames": {"pattern": r"^[^.]+$"},
