@@ -206,8 +206,9 @@ def evaluate_at(graph: Graph, node_id: str, frame: int, *, device: str | None = 
                               for nid, b in bound.items()}
     target = nodes[node_id]
     links = {nid: b.inputs for nid, b in bound.items()}
-    # the first batch each node processes, as in the executor (pre-roll it does not need is skipped)
-    first = {nid: max(0, frame - need[nid]) // size for nid in keep}
+    # the first batch each node processes: the pre-roll of the whole batch that holds the
+    # frame, so every frame of that batch comes out exact and one cache entry serves them all
+    first = {nid: max(0, last * size - need[nid]) // size for nid in keep}
     stateful = {nid: b.cls.preroll(b.params) > 0 for nid, b in bound.items()}
 
     keys: dict[tuple[str, int], str] = {}
