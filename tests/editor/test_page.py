@@ -214,6 +214,25 @@ def test_build_with_the_mouse_validate_save_and_run(page, serve, editor_root):
     assert frames.shape == (24, 128, 128, 3)
 
 
+def test_unsaved_changes_survive_a_reload_and_can_be_discarded(page, serve, editor_root):
+    name = pipeline(editor_root, "keep.json", 0.5, "out/keep.mp4", {"batch_size": 8})
+    before = (editor_root / name).read_bytes()
+    server = serve(editor_root, name)
+    open_editor(page, server, name)
+    set_param(page, "up", "factor", "0.25")
+    expect(page.get_by_test_id("unsaved")).to_be_visible()
+    open_editor(page, server, name)  # a reload, as after a closed tab or a crash
+    expect(page.get_by_test_id("notice")).to_contain_text("Restored unsaved changes")
+    select_node(page, "up")
+    expect(page.get_by_test_id("param-factor")).to_have_value("0.25")
+    expect(page.get_by_test_id("unsaved")).to_be_visible()
+    assert (editor_root / name).read_bytes() == before  # nothing reached the file
+    page.get_by_role("button", name="Discard changes").click()
+    select_node(page, "up")
+    expect(page.get_by_test_id("param-factor")).to_have_value("0.5")
+    expect(page.get_by_test_id("unsaved")).to_be_hidden()
+
+
 def test_viewer_shows_what_swapgraph_preview_draws(page, serve, editor_root, tmp_path):
     pipeline(editor_root, "half.json", 0.5, "out/half.mp4", {"batch_size": 8})
     open_editor(page, serve(editor_root, "half.json"))
