@@ -17,19 +17,8 @@ from swapgraph.runtime.provenance import sidecar_path
 from .clips import animate_photo, write_clip
 
 
-def preset_graph(name: str) -> Path:
-    """Path of a preset graph shipped in ``graphs/`` (e.g. ``"rescale.json"``)."""
-    import swapgraph.graphs
-
-    for folder in swapgraph.graphs.__path__:
-        candidate = Path(folder) / name
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"preset graph {name!r} is not installed")
-
-
 def _run_preset(name: str, overrides: list[str]) -> api.GraphSpec:
-    spec = api.load(preset_graph(name), overrides)
+    spec = api.load(api.presets()[name], overrides)
     api.run(spec)
     return spec
 

@@ -154,6 +154,15 @@ def pipeline(root: Path, name: str, factor: float, out: str, settings: dict, **e
     return name
 
 
+def run_from_the_page(page: Page, server) -> list[dict]:
+    """Open the server's graph, wait for the socket, press Run; the socket's messages, as they come."""
+    messages = record_socket(page)
+    open_editor(page, server)
+    expect(page.get_by_test_id("connection-banner")).to_be_hidden()
+    page.get_by_role("button", name="Run").click()
+    return messages
+
+
 # -- tests ----------------------------------------------------------------------------------
 
 def test_build_with_the_mouse_validate_save_and_run(page, serve, editor_root):
@@ -289,11 +298,7 @@ def test_open_and_save_every_preset_unchanged(page, serve, editor_root):
 
 def test_run_from_the_page_streams_progress_and_writes_the_output(page, serve, editor_root):
     graph = pipeline(editor_root, "double.json", 2, "out/double.mp4", {"batch_size": 4}, preset="veryfast")
-    messages = record_socket(page)
-    open_editor(page, serve(editor_root, graph))
-    expect(page.get_by_test_id("connection-banner")).to_be_hidden()
-
-    page.get_by_role("button", name="Run").click()
+    messages = run_from_the_page(page, serve(editor_root, graph))
     result = page.get_by_test_id("run-result")
     expect(result).to_contain_text("out/double.mp4")
     expect(page.get_by_test_id("run-status")).to_contain_text("Done: 24 frames")
@@ -313,11 +318,7 @@ def test_run_from_the_page_streams_progress_and_writes_the_output(page, serve, e
 def test_cancel_leaves_nothing_at_the_final_path(page, serve, editor_root):
     # 2048x2048 frames, one a batch, through a slow x264 preset: a run long enough to cancel
     graph = pipeline(editor_root, "big.json", 8, "out/big.mp4", {"batch_size": 1}, preset="slow")
-    messages = record_socket(page)
-    open_editor(page, serve(editor_root, graph))
-    expect(page.get_by_test_id("connection-banner")).to_be_hidden()
-
-    page.get_by_role("button", name="Run").click()
+    messages = run_from_the_page(page, serve(editor_root, graph))
     status = page.get_by_test_id("run-status")
     expect(status).to_contain_text(re.compile(r"\d+/24 frames"))
     page.get_by_role("button", name="Cancel").click()
