@@ -163,3 +163,54 @@ def packaged_facesets(root: Path, frames: int) -> dict[str, Path]:
                      f"faceset.path={root / name}", "--set", "faces.workers=1", "--quiet"]) == 0
         out[name] = root / name
     return out
+
+
+# Numbered clips for frame-exact checks: each frame carries its index in the file as 16
+# black/white blocks along the top (read back by read_number, robust to lossy codecs) and
+# as digits a person can read in the picture.
+_BITS, _BLOCK = 16, 8
+
+
+def numbered_frame(number: int, size: tuple[int, int] = (192, 108), tint: int = 0) -> np.ndarray:
+    import cv2
+
+    w, h = size
+    img = np.full((h, w, 3), (40 + tint % 150, 90, 140), np.uint8)
+    # a gradient, so a pixel comparison sees more than flat colour
+    img[..., 1] = (np.arange(w)[None, :] * 255 // max(1, w - 1)).astype(np.uint8)
+    for bit in range(_BITS):
+        on = (number >> (_BITS - 1 - bit)) & 1
+        img[0:_BLOCK, bit * _BLOCK:(bit + 1) * _BLOCK] = 255 if on else 0
+    cv2.putText(img, str(number), (8, h - 16), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2, cv2.LINE_AA)
+    return img
+
+
+def read_number(image: np.ndarray) -> int:
+    """The frame number drawn by numbered_frame into ``image`` (RGB uint8)."""
+    value = 0
+    for bit in range(_BITS):
+        block = image[1:_BLOCK - 1, bit * _BLOCK + 1:(bit + 1) * _BLOCK - 1]
+        value = (value << 1) | int(block.mean() > 127)
+    return value
+
+
+def write_numbered_clip(path: Path, frames: int, *, fps=25, timecode: str | None = None, codec: str = "ffv1",
+                        size: tuple[int, int] = (192, 108), tint: int = 0) -> Path:
+    """A clip whose frame i shows the number i; ``timecode``: the file's start timecode
+    (a tmcd track in .mov/.mp4, a tag in .mkv). ffv1 in bgr0 is lossless from RGB."""
+    from fractions import Fraction
+
+    pix_fmt = {"ffv1": "bgr0", "prores_ks": "yuv422p10le"}.get(codec, "yuv420p")
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        s.width, s.height = size
+        s.pix_fmt = pix_fmt
+        if timecode:
+            s.metadata["timecode"] = timecode
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(numbered_frame(i, size, tint), format="rgb24").reformat(format=pix_fmt)
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
