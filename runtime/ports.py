@@ -80,6 +80,8 @@ class VideoInfo:
     ``fps`` is the stream's average rate as a fraction; ``time_base`` is the unit of
     ``pts``. ``rotation`` is the display-matrix rotation of the source in degrees
     (counter-clockwise); Decode has already applied it, so frames are upright.
+    ``timecode`` is the start timecode as the file states it (the timecode of frame 0,
+    e.g. ``01:00:00;00``; see ``runtime/timecode.py``), None when it states none.
     """
 
     width: int
@@ -93,6 +95,7 @@ class VideoInfo:
     frame_count: int | None = None
     duration_pts: int | None = None
     start_pts: int = 0
+    timecode: str | None = None
 
     def with_size(self, width: int, height: int) -> "VideoInfo":
         return dataclasses.replace(self, width=width, height=height)

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import av
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from swapgraph.runtime.errors import MediaError, NodeError
+from swapgraph.runtime.errors import MediaError, NodeError, ParamError
 from swapgraph.runtime.files import publish, temp_path_for, write_json_atomic
 from swapgraph.runtime.images import frames_to_rgb8, tensor_to_rgb
 from swapgraph.runtime.node import Issue, NodeSchema, OutputPath, Params, Port, RunContext, Sink
 from swapgraph.runtime.ports import Audio, Frames, VideoInfo
 from swapgraph.runtime.provenance import container_metadata, sidecar_document, sidecar_path
+from swapgraph.runtime.timecode import TIMECODE_FORM, advance_timecode, timecode_problem
 
 from .audio import AudioMuxer
 from .probe import probe_video
@@ -53,6 +54,18 @@ def _default_pix_fmt(codec: str, profile: str) -> str:
     return "yuv420p"
 
 
+def output_timecode(setting: str, info: VideoInfo, first: int) -> str | None:
+    """The start timecode of an output whose first frame is source frame ``first``.
+
+    ``setting`` is Encode's param: "source" (the file's own start timecode, None when it
+    states none), "none", or the timecode of the source's frame 0. Either way the output
+    starts ``first`` frames later, in the drop-frame style of the timecode it comes from.
+    Raises ParamError (naming the timecode) when that timecode has no frame at the rate.
+    """
+    origin = info.timecode if setting == "source" else None if setting == "none" else setting
+    return None if origin is None else advance_timecode(origin, first, info.fps)
+
+
 class VideoWriter:
     """Encode RGB frames to a file under a temporary name, remuxing the source's audio.
 
@@ -60,10 +73,13 @@ class VideoWriter:
     in the source's time base, with each frame's duration, so duration and frame count
     match. Audio packets between the range's start and end are copied without
     re-encoding when the container takes the codec, else encoded to AAC (AudioMuxer).
+    ``timecode``, when given, is the start timecode written as the video stream's tag (a
+    tmcd track in .mov/.mp4, a TIMECODE tag in .mkv), where editors relink by it.
     """
 
     def __init__(self, final: Path, *, codec: str, crf: int, preset: str, profile: str, pix_fmt: str | None,
-                 info: VideoInfo, first_pts: int, audio: Audio | None, audio_mode: str, audio_bitrate: int) -> None:
+                 info: VideoInfo, first_pts: int, audio: Audio | None, audio_mode: str, audio_bitrate: int,
+                 timecode: str | None = None) -> None:
         self.final = final
         self.temp = temp_path_for(final)
         self.info = info
@@ -74,6 +90,8 @@ class VideoWriter:
         stream.width, stream.height = info.width, info.height
         stream.pix_fmt = self.pix_fmt
         stream.time_base = info.time_base
+        if timecode is not None:
+            stream.metadata["timecode"] = timecode
         cc = stream.codec_context
         cc.time_base = info.time_base
         opts: dict[str, str] = {}
@@ -213,6 +231,17 @@ class EncodeParams(Params):
     audio: Literal["auto", "copy", "aac", "none"] = Field(
         "auto", description="auto: copy the source audio when the container takes it, else AAC")
     audio_bitrate: int = Field(192_000, ge=32_000, le=512_000, description="AAC bit rate when audio is encoded")
+    timecode: str = Field("source", description="the output's start timecode: 'source' (the source file's, moved to "
+                                                "the first frame written; none when the file states none), 'none', "
+                                                f"or {TIMECODE_FORM}: the timecode of the source's frame 0")
+
+    @field_validator("timecode")
+    @classmethod
+    def _timecode(cls, v: str) -> str:
+        problem = None if v in ("source", "none") else timecode_problem(v)
+        if problem is not None:
+            raise ValueError(problem)  # 'source' and 'none': the description says them
+        return v
 
 
 class Encode(Sink):
@@ -223,7 +252,9 @@ class Encode(Sink):
     it). The file is written under a temporary name and renamed when the whole run
     succeeded; its metadata says it is synthetic media made by swapgraph, and a JSON
     sidecar (``OUTPUT.swapgraph.json``) records the graph hash, params, frame range,
-    versions and per-node time.
+    versions and per-node time. The output's start timecode is the source's moved to the
+    first frame written (or the ``timecode`` param's), so editors relink it to the source;
+    a PNG sequence's is in its sidecar only.
     """
 
     schema = NodeSchema(
@@ -263,12 +294,14 @@ class Encode(Sink):
         self.info: VideoInfo | None = None
         self.first_index: int | None = None
         self.last_index: int | None = None
+        self.timecode: str | None = None
 
     def process(self, frames: Frames, audio: Audio | None = None) -> dict[str, Any]:
         p = self.params
         if self.writer is None:
             self.info = frames.info
             self.first_index = frames.index[0]
+            self.timecode = self._start_timecode(frames.info, frames.index[0])
             if p.codec == "png":
                 self.writer = ImageSequenceWriter(self.final)
             else:
@@ -279,10 +312,24 @@ class Encode(Sink):
                                     "set pix_fmt to a 4:4:4 format")
                 self.writer = VideoWriter(self.final, codec=p.codec, crf=p.crf, preset=p.preset, profile=p.profile,
                                           pix_fmt=p.pix_fmt, info=frames.info, first_pts=frames.pts[0], audio=audio,
-                                          audio_mode=p.audio, audio_bitrate=p.audio_bitrate)
+                                          audio_mode=p.audio, audio_bitrate=p.audio_bitrate,
+                                          timecode=self.timecode)
         self.writer.write(frames)
         self.last_index = frames.index[-1]
         return {}
+
+    def _start_timecode(self, info: VideoInfo, first: int) -> str | None:
+        """``output_timecode``, its errors naming this node's param or the source file.
+
+        Here, not in ``check``: only the frames say the rate a drop-frame timecode needs."""
+        setting = self.params.timecode
+        try:
+            return output_timecode(setting, info, first)
+        except ParamError as exc:
+            if setting == "source":
+                raise MediaError(f"{info.source}: the file's start {exc}, or set node {self.id!r} param 'timecode' "
+                                 "to the right one or 'none'") from None
+            raise ParamError(f"node {self.id!r} param 'timecode': {exc}") from None
 
     def finish(self) -> None:
         if self.writer is not None:
@@ -297,7 +344,8 @@ class Encode(Sink):
                                    "source": str(self.info.source) if self.info else None,
                                    "source_frames": [self.first_index, self.last_index],
                                    "frames_written": self.writer.frames_written,
-                                   "codec": p.codec, "audio": self.writer.audio_mode_used})
+                                   "codec": p.codec, "audio": self.writer.audio_mode_used,
+                                   "timecode": self.timecode})
         write_json_atomic(sidecar_path(self.final), doc)
         publish(self.writer.temp, self.final)
 
@@ -316,7 +364,8 @@ class Encode(Sink):
         return {"frames": [first, last], "files": [str(self.final)], "frame_count": self.writer.frames_written,
                 "source": str(self.info.source), "first_pts": index.pts[first],
                 "end_pts": index.pts[last] + index.durations[last], "time_base": str(index.info.time_base),
-                "codec": p.codec, "suffix": self.final.suffix, "audio": p.audio, "audio_bitrate": p.audio_bitrate}
+                "codec": p.codec, "suffix": self.final.suffix, "audio": p.audio, "audio_bitrate": p.audio_bitrate,
+                "timecode": self.timecode}
 
     @classmethod
     def join_chunks(cls, chunks: list[dict[str, Any]], out: Path) -> dict[str, Any]:

@@ -42,6 +42,11 @@ def join_video_chunks(chunks: list[dict[str, Any]], out: Path) -> dict[str, Any]
         with disk_errors(out):
             with av.open(chunks[0]["files"][0]) as first:
                 vstream = container.add_stream_from_template(first.streams.video[0])
+            timecode = records[0]["timecode"]  # the first chunk starts the joined file
+            if timecode is not None:
+                # a .mov/.mp4 timecode track counts at the stream's rate, which the template lacks
+                vstream.codec_context.framerate = index.info.fps
+                vstream.metadata["timecode"] = timecode
             seconds = lambda pts: float((pts - index.info.start_pts) * tb)  # noqa: E731
             audio = AudioMuxer(container, out, Audio(source, list(index.audio), seconds(shot_first), seconds(shot_end)),
                                mode=records[0]["audio"], bitrate=records[0]["audio_bitrate"])
@@ -81,7 +86,7 @@ def join_video_chunks(chunks: list[dict[str, Any]], out: Path) -> dict[str, Any]
                                "seconds": c.get("seconds")} for c in chunks]}
         extra = {"source": str(source), "source_frames": [head["frames"][0], chunks[-1]["frames"][1]],
                  "frames_written": counted, "codec": records[0]["codec"], "audio": audio.modes_used,
-                 "joined_from": str(Path(chunks[0]["files"][0]).parent)}
+                 "timecode": timecode, "joined_from": str(Path(chunks[0]["files"][0]).parent)}
         graph = head.get("graph")
         sidecar = sidecar_document(out, summary, graph_hash=head["graph_hash"],
                                    graph_name=Path(graph).stem if graph else "graph",

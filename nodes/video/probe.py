@@ -49,6 +49,18 @@ def _open_input(path: Path) -> av.container.InputContainer:
                          "e.g. re-export it") from None
 
 
+def stated_timecode(container: av.container.InputContainer) -> str | None:
+    """The start timecode the file states: its video stream's ``timecode`` tag (a .mov/.mp4
+    tmcd track shows there, a .mkv tag as ``TIMECODE``), else a data stream's, else the
+    container's; None when it states none. The text is kept as written."""
+    tagged = [container.streams.video[0], *container.streams.data, container]
+    for holder in tagged:
+        for key, value in holder.metadata.items():
+            if key.lower() == "timecode" and value.strip():
+                return value.strip()
+    return None
+
+
 @functools.lru_cache(maxsize=32)
 def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoIndex:
     p = Path(path)
@@ -72,6 +84,7 @@ def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoIndex:
                       for s in container.streams.audio)
         fps = Fraction(vs.average_rate) if vs.average_rate else Fraction(vs.guessed_rate or 25)
         time_base = Fraction(vs.time_base)
+        timecode = stated_timecode(container)
     with _open_input(p) as container:
         vs = container.streams.video[0]
         pts: list[int] = []
@@ -92,7 +105,7 @@ def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoIndex:
     durations = [b - a for a, b in zip(pts, pts[1:])] + [last_duration or step]
     info = VideoInfo(width=width, height=height, fps=fps, time_base=time_base, rotation=rotation,
                      color_range=rng, color_space=cs, source=p, frame_count=len(pts),
-                     duration_pts=pts[-1] + durations[-1] - pts[0], start_pts=pts[0])
+                     duration_pts=pts[-1] + durations[-1] - pts[0], start_pts=pts[0], timecode=timecode)
     return VideoIndex(info, tuple(pts), tuple(durations), audio)
 
 
