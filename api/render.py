@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from swapgraph.farm.cluster import ChunkFailed, progress_reporter, render as render_plan, worker_address
+from swapgraph.farm.cluster import ChunkFailed, Farm, connect, progress_reporter, render as render_plan, worker_address
 from swapgraph.farm.join import join_chunks as join_folder
 from swapgraph.farm.plan import DEFAULT_CHUNK_SIZE, ChunkJob, RenderPlan, make_plan
 from swapgraph.runtime.errors import SwapgraphError
@@ -28,7 +28,7 @@ def plan_render(spec: GraphSpec | str | Path, out: Path, *, chunk_size: int = DE
 
 def render(spec: GraphSpec | str | Path | RenderPlan, out: Path | None = None, *, workers: int | None = None,
            scheduler: str | None = None, retries: int = 2, progress: Callable[[int, int], None] | None = None,
-           cancel: CancelToken | None = None, log: Callable[[str], None] | None = None,
+           cancel: CancelToken | None = None, log: Callable[[str], None] | None = None, farm: Farm | None = None,
            **plan_args: Any) -> dict[str, Any]:
     """Render a shot in chunks on Dask and join them into one file with the source audio.
 
@@ -37,11 +37,18 @@ def render(spec: GraphSpec | str | Path | RenderPlan, out: Path | None = None, *
     already done with the same graph and settings are skipped; a failed chunk is retried
     ``retries`` times on other workers. ``progress(done, total)`` counts frames over all
     chunks; ``cancel.cancel()`` stops the render (chunks done are kept for the next one).
-    ``plan_args`` go to :func:`plan_render` (or pass a plan).
+    ``plan_args`` go to :func:`plan_render` (or pass a plan). ``farm``: a connection
+    several renders share, from :func:`connect_farm` (the Dask cluster starts once).
     """
     plan = spec if isinstance(spec, RenderPlan) else plan_render(spec, out, **plan_args)
     return render_plan(plan, chunk_task, workers=workers, scheduler=scheduler, retries=retries,
-                       on_progress=progress, log=log or (lambda line: None), cancel=cancel)
+                       on_progress=progress, log=log or (lambda line: None), cancel=cancel, farm=farm)
+
+
+def connect_farm(workers: int | None = None, scheduler: str | None = None):
+    """A context manager: a Dask connection (a LocalCluster of ``workers``, or a farm's
+    ``scheduler``) for several :func:`render` calls, closed when the block ends."""
+    return connect(workers, scheduler)
 
 
 def chunk_task(job: ChunkJob, cpus: int | None, run_id: str) -> dict[str, Any]:

@@ -163,6 +163,26 @@ class ShotInfo:
     height: int
 
 
+@dataclass(frozen=True)
+class MediaInfo:
+    """A video file as an editor's timeline uses it: frames (0-based indexes below
+    ``frames``), rate, upright size, and the start timecode the file carries (or None)."""
+
+    path: Path
+    frames: int
+    fps: Fraction
+    width: int
+    height: int
+    timecode: str | None
+
+
+def media_info(path: str | Path) -> MediaInfo:
+    """Probe a video file (MediaError, one line, when it is not one)."""
+    index = probe_video(Path(path))
+    info = index.info
+    return MediaInfo(Path(path), len(index.pts), info.fps, info.width, info.height, info.timecode)
+
+
 def shot_info(spec: GraphSpec | str | Path, node: str) -> ShotInfo:
     """The shot ``node`` reads (its first Decode ancestor): the frames a viewer scrubs over."""
     graph = load(spec).graph()

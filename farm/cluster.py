@@ -8,10 +8,12 @@ stops on a cancel, then joins. What a worker does with a chunk is the caller's `
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 from swapgraph.runtime.errors import ArgumentError, Cancelled, SwapgraphError, UsageError
 from swapgraph.runtime.files import remove
@@ -98,6 +100,33 @@ def _cluster(workers: int | None, scheduler: str | None, gpu: bool):
     return Client(cluster), cluster
 
 
+@dataclass
+class Farm:
+    """A Dask client and what chunks need to know of it: whether its workers are this
+    machine's (then each gets an equal share of the cores) and how many."""
+
+    client: Any
+    local: bool
+    workers: int
+
+
+@contextlib.contextmanager
+def connect(workers: int | None = None, scheduler: str | None = None) -> Iterator[Farm]:
+    """A LocalCluster of ``workers`` processes (default 1), or a farm's ``scheduler``,
+    closed when the block ends. A LocalCluster's workers carry ``GPU=1`` on a CUDA machine."""
+    import torch
+
+    if workers is not None and not 1 <= workers <= 256:
+        raise ArgumentError("workers", str(workers), "expected 1..256")
+    client, cluster = _cluster(workers or 1, scheduler, gpu=torch.cuda.is_available() and not scheduler)
+    try:
+        yield Farm(client, cluster is not None, workers or 1)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def _needs_gpu(plan: RenderPlan, client) -> bool:
     wanted = plan.device or plan.graph.settings.device
     if any(b.device == "cuda" for b in plan.graph.nodes.values()) or wanted == "cuda":
@@ -171,14 +200,13 @@ def run_jobs(client, jobs: dict[str, tuple], fn: Callable[..., Any], *, retries:
 def render(plan: RenderPlan, task: Callable[[ChunkJob, int | None, str], dict[str, Any]], *,
            workers: int | None = None, scheduler: str | None = None, retries: int = 2,
            on_progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print,
-           cancel: Any = None) -> dict[str, Any]:
+           cancel: Any = None, farm: Farm | None = None) -> dict[str, Any]:
     """Run the plan's unfinished chunks on Dask, then join them into ``plan.out``.
 
     ``task(job, cpus, run_id)`` runs one chunk in a worker and returns its manifest; it
-    must be importable by the workers (a module-level function).
+    must be importable by the workers (a module-level function). ``farm``: a connection
+    from :func:`connect` that several renders share (else one is opened for this render).
     """
-    import torch
-
     if workers is not None and not 1 <= workers <= 256:
         raise ArgumentError("workers", str(workers), "expected 1..256")
     if retries < 0:
@@ -207,10 +235,10 @@ def render(plan: RenderPlan, task: Callable[[ChunkJob, int | None, str], dict[st
     started = time.perf_counter()
     attempts: dict[str, int] = {}
     if todo:
-        workers = workers or 1
-        client, cluster = _cluster(workers, scheduler, gpu=torch.cuda.is_available() and not scheduler)
-        try:
-            cpus = max(1, (os.cpu_count() or 1) // workers) if cluster is not None else None
+        opened = contextlib.nullcontext(farm) if farm is not None else connect(workers, scheduler)
+        with opened as farm:
+            client = farm.client
+            cpus = max(1, (os.cpu_count() or 1) // farm.workers) if farm.local else None
             by_name = {f"chunk {c.name} (frames {c.first}-{c.last})": c for c in todo}
             in_flight: dict[str, int] = {}  # "A-B" -> frames done, from the workers' events
             closed: set[str] = set()  # chunks already counted whole: late events are ignored
@@ -236,10 +264,6 @@ def render(plan: RenderPlan, task: Callable[[ChunkJob, int | None, str], dict[st
                                 task, retries=retries, prefix=plan.key[:12],
                                 resources={"GPU": 1} if _needs_gpu(plan, client) else None, on_done=on_done, log=log,
                                 cancel=cancel)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
     chunk_seconds = time.perf_counter() - started
     result = join_chunks(plan.chunks_dir, plan.out, expect=plan)
     result.update({"chunks_run": len(todo), "chunks_skipped": len(plan.chunks) - len(todo),
