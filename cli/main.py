@@ -280,6 +280,54 @@ def cmd_qc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    from swapgraph.timeline.pull import pull
+
+    bar = _FrameBar(not args.quiet and not args.plan, Path(args.timeline).name)
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr)
+
+    try:
+        result = pull(Path(args.timeline), select=args.select, graph=Path(args.graph), out=Path(args.out),
+                      handles=args.handles, overrides=args.set, media_root=Path(args.media_root) if args.media_root
+                      else None, rate=args.rate, plate=args.plate, node=args.node, plan_only=args.plan,
+                      workers=args.workers, scheduler=args.scheduler, chunk_size=args.chunk_size,
+                      batch_size=args.batch_size, device=args.device, progress=bar, log=log)
+    finally:
+        bar.close()
+    if args.plan:
+        print(f"# swapgraph pull: {len(result.shots)} shots in {len(result.renders)} renders; pull list "
+              f"{result.pull_json}")
+        for plan in result.plans:
+            for line in plan_commands(plan):
+                print(line)
+        return 0
+    if not args.quiet:
+        for s in result.shots:
+            print(f"{s.name}: {s.clip!r} on {s.track}, record {s.record_tc[0]}-{s.record_tc[1]}, source "
+                  f"{s.source_tc[0]}-{s.source_tc[1]} of {Path(s.media).name} (handles {s.handles_tc[0]}-"
+                  f"{s.handles_tc[1]}) -> {s.render}")
+        print(f"done: {len(result.renders)} renders ({len(result.rendered)} rendered, {len(result.skipped)} "
+              "already complete)")
+        print(f"wrote {result.pull_json}")
+        print(f"wrote {result.pull_csv}")
+    return 0
+
+
+def cmd_conform(args: argparse.Namespace) -> int:
+    from swapgraph.timeline.conform import conform
+
+    result = conform(Path(args.timeline), pull_dir=Path(args.pull), out=Path(args.out), edl_style=args.edl_style)
+    for name in result.hidden:
+        print(f"warning: shot {name} is covered by a higher track for its whole length; the swapgraph track "
+              "leaves it out", file=sys.stderr)
+    print(f"done: {result.clips} clips of {result.shots} shots on the swapgraph track")
+    print(f"wrote {result.out}")
+    return 0
+
+
 def cmd_edit(args: argparse.Namespace) -> int:
     from swapgraph.editor.server import serve
 
@@ -428,6 +476,43 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--b", metavar="FACESET", help="faceset of the person put on, for the identity measure")
     sp.add_argument("--workers", type=int, default=0, help="face-detection processes (0: one per core)")
     sp.set_defaults(func=cmd_qc)
+
+    sp = sub.add_parser("pull", help="render the clips a cut selects (OTIO, EDL, FCP7 XML, AAF) with a graph, "
+                                     "with a pull list")
+    sp.add_argument("timeline", help="the cut: .otio, .edl, .xml (FCP7 / Premiere) or .aaf")
+    sp.add_argument("--select", action="append", required=True, metavar="RULE",
+                    help="marker:NAME (a marker's name or colour), track:NAME or clip:REGEX; repeatable (a clip "
+                         "any rule selects is pulled)")
+    sp.add_argument("--graph", required=True, help="the graph each shot is rendered with (its Decode reads the "
+                                                   "media, its Encode writes the render)")
+    sp.add_argument("--out", required=True, help="folder for pull.json, pull.csv, renders/ and chunks/")
+    sp.add_argument("--handles", type=int, default=0, metavar="N", help="extra frames either side of each clip, "
+                                                                        "where the media has them (default 0)")
+    sp.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                    help="override a param of the graph; repeatable")
+    sp.add_argument("--media-root", metavar="DIR", help="folder to find media in: relative paths, moved files, "
+                                                        "and EDL clips named by clip or reel name")
+    sp.add_argument("--rate", type=float, metavar="FPS", help="an EDL's frame rate (default: its first media's)")
+    sp.add_argument("--plate", metavar="NODE", help="the Decode node that reads the media (default: the only one)")
+    sp.add_argument("--node", metavar="NODE", help="the Encode node to render (default: the only one)")
+    sp.add_argument("--plan", action="store_true", help="write the pull list and print the render commands for a "
+                                                        "farm manager, render nothing")
+    where = sp.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="K", help="local Dask workers (default 1)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler whose workers render the chunks")
+    sp.add_argument("--chunk-size", type=int, metavar="N", help="frames per chunk (default 96)")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where nodes run (default: the graph's)")
+    sp.add_argument("--batch-size", type=int, metavar="N", help="frames per batch (default: the graph's)")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_pull)
+
+    sp = sub.add_parser("conform", help="a copy of the cut with the pulled renders on a new top track, swapgraph")
+    sp.add_argument("timeline", help="the cut the pull read")
+    sp.add_argument("--pull", required=True, metavar="DIR", help="the folder swapgraph pull wrote")
+    sp.add_argument("--out", required=True, help="the new timeline: .otio, .edl, .xml or .aaf (an EDL holds the "
+                                                 "swapgraph track alone)")
+    sp.add_argument("--edl-style", default="avid", choices=["avid", "premiere"], help="the EDL dialect (default avid)")
+    sp.set_defaults(func=cmd_conform)
 
     sp = sub.add_parser("edit", help="edit, check, preview and run a graph in the browser (a local server)")
     sp.add_argument("graph", nargs="?", help="graph file to open (JSON); default: none")

@@ -1,0 +1,206 @@
+"""``swapgraph conform``: a copy of the cut with the renders on a new top video track.
+
+The new track, ``swapgraph``, sits above the cut's video tracks. At every record frame
+where a pulled clip is what the cut shows (no clip of a higher track covers it), the new
+track shows the render's frame of the very source frame the clip showed there: the new
+clip keeps the original's source timecodes, and its media (the render) starts at the
+timecode of its first media frame. Where a higher track covers a pulled clip, the new
+track leaves a gap, so that what covers it still shows. The original tracks are untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import opentimelineio as otio
+
+from swapgraph.runtime.errors import ArgumentError, UsageError
+from swapgraph.runtime.provenance import SYNTHETIC_STATEMENT, sidecar_path
+
+from .cut import CutClip, cut_clips, video_tracks
+from .formats import FORMATS, read_timeline, write_timeline
+from .pull import PULL_JSON, PULL_VERSION
+
+TRACK_NAME = "swapgraph"
+
+
+@dataclass
+class ConformResult:
+    out: Path
+    clips: int  # clips on the new track
+    shots: int
+    hidden: list[str]  # shots that a higher track covers entirely
+
+
+def read_pull(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / PULL_JSON
+    if not path.is_file():
+        raise UsageError(f"{path}: no pull list; fix: give --pull the folder swapgraph pull wrote (its --out)")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable pull list ({exc}); fix: run swapgraph pull again") from None
+    if not isinstance(doc, dict) or doc.get("version") != PULL_VERSION or not isinstance(doc.get("shots"), list):
+        raise UsageError(f"{path}: not a pull list of version {PULL_VERSION}; fix: run swapgraph pull again")
+    return doc
+
+
+def _check_renders(folder: Path, doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each render complete: its file and its sidecar there, made with the graph and
+    settings of the pull (the render key) over the frames the pull list names."""
+    renders = {}
+    for r in doc["renders"]:
+        path = folder / r["file"]
+        side = sidecar_path(path)
+        try:
+            meta = json.loads(side.read_text()) if side.is_file() else None
+        except (OSError, ValueError):
+            meta = None
+        if not path.is_file() or meta is None or meta.get("render_key") != r["render_key"] \
+                or meta.get("source_frames") != [r["first"], r["last"]]:
+            raise UsageError(f"{path}: render of shot {', '.join(r['shots'])} is missing or not the pull's; fix: run "
+                             "swapgraph pull again with the same arguments (it renders only what is missing)")
+        renders[r["file"]] = {**r, "path": path, "sidecar": side, "graph_hash": (meta.get("graph") or {}).get("hash")}
+    return renders
+
+
+def _find(clips: list[CutClip], shot: dict[str, Any], rate: float, source: Path) -> CutClip:
+    """The shot's clip in the cut, as the pull found it: same place, name, record and source frames."""
+    for c in clips:
+        if c.track_index == shot["track_index"] and c.item_index == shot["item_index"]:
+            rng = c.clip.source_range or c.clip.available_range()
+            start = round(rng.start_time.rescaled_to(rate).value)
+            if c.clip.name == shot["clip"] and [c.record_in, c.record_out] == list(shot["record"]) \
+                    and start == shot["source_start"]:
+                return c
+            break
+    raise UsageError(f"{source}: shot {shot['name']}: clip {shot['clip']!r} is no longer at record frames "
+                     f"{shot['record'][0]}-{shot['record'][1]} of track {shot['track']} with the frames pulled; the "
+                     "cut changed since the pull: fix: pull it again")
+
+
+def _covered(cut: otio.schema.Timeline, rate: float, above: int) -> list[tuple[int, int]]:
+    """Record ranges (inclusive) that enabled items of enabled video tracks above track
+    ``above`` fill: what the cut shows there instead (all taken as opaque)."""
+    spans = []
+    for ti, track in enumerate(video_tracks(cut)):
+        if ti <= above or not track.enabled:
+            continue
+        for ii, item in enumerate(track):
+            if isinstance(item, (otio.schema.Gap, otio.schema.Transition)) or not item.enabled:
+                continue
+            rng = track.range_of_child_at_index(ii)
+            first = round(rng.start_time.rescaled_to(rate).value)
+            spans.append((first, first + round(rng.duration.rescaled_to(rate).value) - 1))
+    return spans
+
+
+def visible(first: int, last: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``first..last`` less the covered spans, as inclusive ranges in order."""
+    parts = [(first, last)]
+    for a, b in covered:
+        nxt = []
+        for x, y in parts:
+            if b < x or a > y:
+                nxt.append((x, y))
+                continue
+            if x < a:
+                nxt.append((x, a - 1))
+            if b < y:
+                nxt.append((b + 1, y))
+        parts = nxt
+    return parts
+
+
+def swap_track(cut: otio.schema.Timeline, doc: dict[str, Any], renders: dict[str, dict[str, Any]],
+               source: Path) -> tuple[otio.schema.Track, list[str]]:
+    """The ``swapgraph`` track: a clip per visible stretch of each pulled clip, gaps between."""
+    rate = doc["rate"]
+    clips = cut_clips(cut)
+    pieces = []
+    hidden = []
+    for shot in doc["shots"]:
+        clip = _find(clips, shot, rate, source)
+        render = renders[shot["render"]]
+        media_zero = shot["source_start"] - shot["source"][0]  # the media's first frame as a timecode value
+        parts = visible(clip.record_in, clip.record_out, _covered(cut, rate, clip.track_index))
+        if not parts:
+            hidden.append(shot["name"])
+        for a, b in parts:
+            available = otio.opentime.TimeRange(otio.opentime.RationalTime(media_zero + render["first"], rate),
+                                                otio.opentime.RationalTime(render["last"] - render["first"] + 1, rate))
+            ref = otio.schema.ExternalReference(target_url=Path(render["path"]).resolve().as_uri(),
+                                                available_range=available)
+            ref.name = Path(render["path"]).name
+            new = otio.schema.Clip(
+                name=f"{shot['name']}_swapgraph", media_reference=ref,
+                source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(shot["source_start"] + a - clip.record_in, rate),
+                                                     otio.opentime.RationalTime(b - a + 1, rate)))
+            new.metadata["swapgraph"] = {
+                "synthetic_media": True, "statement": SYNTHETIC_STATEMENT, "shot": shot["name"],
+                "graph_hash": render["graph_hash"], "sidecar": str(Path(render["sidecar"]).resolve()),
+                "source_clip": shot["clip"], "source_media": shot["media"], "source_track": shot["track"],
+            }
+            if shot.get("reel"):
+                new.metadata["cmx_3600"] = {"reel": shot["reel"]}
+            pieces.append((a, b, new))
+    pieces.sort(key=lambda p: p[0])
+    track = otio.schema.Track(name=TRACK_NAME, kind=otio.schema.TrackKind.Video)
+    at = 0
+    for a, b, new in pieces:
+        if a > at:
+            track.append(otio.schema.Gap(duration=otio.opentime.RationalTime(a - at, rate)))
+        track.append(new)
+        at = b + 1
+    return track, hidden
+
+
+def _rebase(cut: otio.schema.Timeline, old: Path, new: Path) -> None:
+    """Relative media paths of the copy made relative to its own folder, so that a cut
+    written elsewhere still finds its media (the only change to the original tracks)."""
+    if old == new:
+        return
+    for clip in cut.find_clips():
+        ref = clip.media_reference
+        url = getattr(ref, "target_url", None)
+        if isinstance(ref, otio.schema.ExternalReference) and url and "://" not in url and not Path(url).is_absolute():
+            ref.target_url = os.path.relpath(old / url, new)
+
+
+def conform(timeline: Path, *, pull_dir: Path, out: Path, edl_style: str = "avid") -> ConformResult:
+    """Write a copy of the cut in ``out``'s format with the renders on a ``swapgraph`` track.
+
+    An EDL holds one video track: ``.edl`` gets the ``swapgraph`` track alone (a VFX return
+    EDL, laid over the cut in the editor); the other formats get the whole cut with it.
+    """
+    timeline, pull_dir, out = Path(timeline).resolve(), Path(pull_dir).resolve(), Path(out).resolve()
+    if out == timeline:
+        raise ArgumentError("out", str(out), "is the cut itself, which conform leaves untouched; give a new name")
+    if out.suffix.lower() not in FORMATS:
+        raise ArgumentError("out", str(out), f"unknown timeline format {out.suffix or '(no suffix)'}; use one of "
+                            + ", ".join(sorted(FORMATS)))
+    doc = read_pull(pull_dir)
+    cut = read_timeline(timeline, rate=doc["rate"])
+    renders = _check_renders(pull_dir, doc)
+    track, hidden = swap_track(cut, doc, renders, timeline)
+    if out.suffix.lower() == ".edl":
+        new = otio.schema.Timeline(name=f"{cut.name or timeline.stem} {TRACK_NAME}",
+                                   global_start_time=cut.global_start_time)
+        new.tracks.append(track)
+    else:
+        new = cut.deepcopy()
+        _rebase(new, timeline.parent, out.parent)
+        new.name = f"{cut.name or timeline.stem} {TRACK_NAME}"
+        children = list(new.tracks)
+        last_video = max(i for i, t in enumerate(children)
+                         if isinstance(t, otio.schema.Track) and t.kind == otio.schema.TrackKind.Video)
+        new.tracks.insert(last_video + 1, track)
+    new.metadata["swapgraph"] = {"synthetic_media": True, "statement": SYNTHETIC_STATEMENT,
+                                 "pull": str(pull_dir / PULL_JSON), "source_timeline": str(timeline),
+                                 "graph": doc.get("graph")}
+    write_timeline(new, out, edl_style=edl_style)
+    return ConformResult(out, sum(isinstance(i, otio.schema.Clip) for i in track), len(doc["shots"]), hidden)
