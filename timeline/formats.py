@@ -54,8 +54,10 @@ from typing import Callable
 import opentimelineio as otio
 from otio_cmx3600_adapter.cmx_3600 import VALID_EDL_STYLES
 
+from swapgraph import api
 from swapgraph.runtime.errors import SwapgraphError, UsageError
 from swapgraph.runtime.files import atomic_path
+from swapgraph.runtime.timecode import parse_timecode
 
 #: timeline file suffix (lower case) -> OpenTimelineIO adapter name
 FORMATS: dict[str, str] = {".otio": "otio_json", ".edl": "cmx_3600", ".xml": "fcp_xml", ".aaf": "AAF"}
@@ -372,13 +374,32 @@ def _prepare_xml(timeline: otio.schema.Timeline, base: Path) -> None:
             path = media_path(ref, base)
             if not ref.name and path is not None:
                 ref.name = path.name
-            if ref.available_range is None and clip.source_range is not None:
-                ref.available_range = clip.source_range
+            _fill_available_range(clip, path)
             _xml_drop_frame(ref, ref.available_range.start_time if ref.available_range else None)
         if METADATA_KEY in clip.metadata:
             fcp = clip.metadata.setdefault("fcp_xml", {})
             comments = fcp.setdefault("comments", {})
             comments["clipcommenta"] = _stow(clip.metadata[METADATA_KEY])
+
+
+def _fill_available_range(clip: otio.schema.Clip, path: Path | None) -> None:
+    """The writers need the media's range: the file's own (its start timecode, else 0, and
+    its frames), probed; the clip's source range only when the file cannot be read. A range
+    taken from the clip would tell the editor the media starts where the clip does."""
+    ref = clip.media_reference
+    if ref.available_range is not None or clip.source_range is None:
+        return
+    rate = clip.source_range.start_time.rate
+    try:
+        info = api.media_info(path) if path is not None and path.is_file() else None
+    except SwapgraphError:
+        info = None
+    if info is None:
+        ref.available_range = clip.source_range
+        return
+    start = parse_timecode(info.timecode, info.fps) if info.timecode else 0
+    ref.available_range = otio.opentime.TimeRange(otio.opentime.RationalTime(start, rate),
+                                                  otio.opentime.RationalTime(info.frames, rate))
 
 
 def _is_drop_frame_rate(rate: float) -> bool:
@@ -407,8 +428,7 @@ def _prepare_aaf(timeline: otio.schema.Timeline, base: Path, path: Path) -> None
     for clip in timeline.find_clips():
         ref = clip.media_reference
         _file_url(ref, base)
-        if ref.available_range is None and clip.source_range is not None:
-            ref.available_range = clip.source_range
+        _fill_available_range(clip, media_path(ref, base) if isinstance(ref, otio.schema.ExternalReference) else None)
         if METADATA_KEY in clip.metadata:
             aaf = clip.metadata.setdefault("AAF", {})
             aaf.setdefault("UserComments", {})[_AAF_COMMENT] = _stow(clip.metadata[METADATA_KEY])

@@ -297,10 +297,14 @@ def test_pull_and_conform_a_premiere_xml_or_avid_aaf_cut(cut25, cli, tmp_path, s
     cut = cut25.parent / f"cut25{suffix}"
     write_timeline(read_timeline(cut25), cut)
     out = tmp_path / "pull"
-    r = cli("pull", cut, "--select", "clip:^sh0[13]0$", "--graph", GRAPHS / "transcode.json", "--out", out,
+    r = cli("pull", cut, "--select", "clip:^sh0[123]0$", "--graph", GRAPHS / "transcode.json", "--out", out,
             "--quiet", *LOSSLESS)
     assert r.code == 0, r.err
-    assert [s["name"] for s in json.loads((out / "pull.json").read_text())["shots"]] == ["sh010", "sh030"]
+    shots = json.loads((out / "pull.json").read_text())["shots"]
+    assert [s["name"] for s in shots] == ["sh010", "sh020", "sh030"]
+    # B002 states no timecode, and the .otio cut no range for it: the file's own range was
+    # written (from 00:00:00:00), not the clip's, so its source frames are still 5-19
+    assert shots[1]["source"] == [5, 19]
     new = tmp_path / f"conformed{suffix}"
     r = cli("conform", cut, "--pull", out, "--out", new)
     assert r.code == 0, r.err
@@ -314,4 +318,4 @@ def test_pull_and_conform_a_premiere_xml_or_avid_aaf_cut(cut25, cli, tmp_path, s
             continue
         assert read_number(_frames(str(new_path))[new_index]) == index
         swapped += new_path.parent.name == "renders"
-    assert swapped == 20 + 20 - 6
+    assert swapped == 20 + 15 + 20 - 6
