@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--chunk-size", type=int, default=None, metavar="N",
                     help="frames per chunk (default 96; rounded up to whole batches)")
     where = sp.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="K", help="local Dask workers (default 1)")
+    where.add_argument("--workers", type=int, metavar="K", help="local Dask workers (default 1; 0: in this process, without Dask)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:8786) whose workers "
                                                                "run the chunks; GPU workers carry resource GPU=1")
     sp.add_argument("--plan", action="store_true", help="print one swapgraph run command per chunk and the join "
@@ -498,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--plan", action="store_true", help="write the pull list and print the render commands for a "
                                                         "farm manager, render nothing")
     where = sp.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="K", help="local Dask workers (default 1)")
+    where.add_argument("--workers", type=int, metavar="K", help="local Dask workers (default 1; 0: in this process, without Dask)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler whose workers render the chunks")
     sp.add_argument("--chunk-size", type=int, metavar="N", help="frames per chunk (default 96)")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where nodes run (default: the graph's)")

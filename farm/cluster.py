@@ -103,21 +103,33 @@ def _cluster(workers: int | None, scheduler: str | None, gpu: bool):
 @dataclass
 class Farm:
     """A Dask client and what chunks need to know of it: whether its workers are this
-    machine's (then each gets an equal share of the cores) and how many."""
+    machine's (then each gets an equal share of the cores) and how many. No client (0
+    workers): chunks run one after another in this process."""
 
     client: Any
     local: bool
     workers: int
 
 
+def _check_workers(workers: int | None, scheduler: str | None) -> None:
+    if workers is not None and not 0 <= workers <= 256:
+        raise ArgumentError("workers", str(workers), "expected 0..256 (0: in this process, without Dask)")
+    if workers == 0 and scheduler:
+        raise ArgumentError("workers", "0", "runs chunks in this process; a scheduler's workers cannot")
+
+
 @contextlib.contextmanager
 def connect(workers: int | None = None, scheduler: str | None = None) -> Iterator[Farm]:
     """A LocalCluster of ``workers`` processes (default 1), or a farm's ``scheduler``,
-    closed when the block ends. A LocalCluster's workers carry ``GPU=1`` on a CUDA machine."""
+    closed when the block ends. A LocalCluster's workers carry ``GPU=1`` on a CUDA machine.
+    ``workers=0``: no Dask at all, chunks run in this process (no cluster to start: short
+    renders on one machine)."""
     import torch
 
-    if workers is not None and not 1 <= workers <= 256:
-        raise ArgumentError("workers", str(workers), "expected 1..256")
+    _check_workers(workers, scheduler)
+    if workers == 0:
+        yield Farm(None, True, 0)
+        return
     client, cluster = _cluster(workers or 1, scheduler, gpu=torch.cuda.is_available() and not scheduler)
     try:
         yield Farm(client, cluster is not None, workers or 1)
@@ -185,15 +197,43 @@ def run_jobs(client, jobs: dict[str, tuple], fn: Callable[..., Any], *, retries:
             for f in futures:
                 f.cancel()
             reason = exc.message if isinstance(exc, ChunkFailed) else f"{type(exc).__name__}: {exc}"
-            tries = f" after {attempts[name]} tries" if attempts[name] > 1 else ""
-            err = (UsageError if exit_code == 2 else SwapgraphError)(f"{name} failed{tries}: {reason}")
-            err.exit_code = 2 if exit_code == 2 else 1
-            raise err
+            raise _job_error(name, attempts[name], reason, exit_code)
         elsewhere = " on another worker" if len(workers) > len(failed_on[name]) else ""
         log(f"render: {name} failed on {where or 'a worker'} ({exc}); retrying{elsewhere}")
         retry = submit(name)
         futures[retry] = name
         queue.add(retry)
+    return attempts
+
+
+def _job_error(name: str, attempts: int, reason: str, exit_code: int) -> SwapgraphError:
+    tries = f" after {attempts} tries" if attempts > 1 else ""
+    err = (UsageError if exit_code == 2 else SwapgraphError)(f"{name} failed{tries}: {reason}")
+    err.exit_code = 2 if exit_code == 2 else 1
+    return err
+
+
+def run_inline(jobs: dict[str, tuple], fn: Callable[..., Any], *, retries: int,
+               on_done: Callable[[str, Any], None] | None = None, log: Callable[[str], None] = print,
+               cancel: Any = None) -> dict[str, int]:
+    """``run_jobs`` without Dask: each job in this process, in order, with the same retries
+    (a user error stops at once) and the same one-line errors."""
+    attempts = {name: 0 for name in jobs}
+    for name, args in jobs.items():
+        while True:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("render cancelled; the chunks done so far are kept for the next render")
+            attempts[name] += 1
+            try:
+                result = fn(*args)
+            except ChunkFailed as exc:
+                if exc.exit_code == 2 or attempts[name] > retries:
+                    raise _job_error(name, attempts[name], exc.message, exc.exit_code) from None
+                log(f"render: {name} failed ({exc.message}); retrying")
+                continue
+            if on_done:
+                on_done(name, result)
+            break
     return attempts
 
 
@@ -207,8 +247,7 @@ def render(plan: RenderPlan, task: Callable[[ChunkJob, int | None, str], dict[st
     must be importable by the workers (a module-level function). ``farm``: a connection
     from :func:`connect` that several renders share (else one is opened for this render).
     """
-    if workers is not None and not 1 <= workers <= 256:
-        raise ArgumentError("workers", str(workers), "expected 1..256")
+    _check_workers(workers, scheduler)
     if retries < 0:
         raise ArgumentError("retries", str(retries), "expected 0 or more")
     plan.chunks_dir.mkdir(parents=True, exist_ok=True)
@@ -238,7 +277,7 @@ def render(plan: RenderPlan, task: Callable[[ChunkJob, int | None, str], dict[st
         opened = contextlib.nullcontext(farm) if farm is not None else connect(workers, scheduler)
         with opened as farm:
             client = farm.client
-            cpus = max(1, (os.cpu_count() or 1) // farm.workers) if farm.local else None
+            cpus = max(1, (os.cpu_count() or 1) // farm.workers) if farm.local and farm.workers else None
             by_name = {f"chunk {c.name} (frames {c.first}-{c.last})": c for c in todo}
             in_flight: dict[str, int] = {}  # "A-B" -> frames done, from the workers' events
             closed: set[str] = set()  # chunks already counted whole: late events are ignored
@@ -259,11 +298,14 @@ def render(plan: RenderPlan, task: Callable[[ChunkJob, int | None, str], dict[st
                 if on_progress:
                     on_progress(finished[0] + sum(in_flight.values()), plan.frames)
 
-            client.subscribe_topic(PROGRESS_TOPIC, on_event)
-            attempts = run_jobs(client, {name: (plan.job(c), cpus, run_id) for name, c in by_name.items()},
-                                task, retries=retries, prefix=plan.key[:12],
-                                resources={"GPU": 1} if _needs_gpu(plan, client) else None, on_done=on_done, log=log,
-                                cancel=cancel)
+            jobs = {name: (plan.job(c), cpus, run_id) for name, c in by_name.items()}
+            if client is None:  # no Dask: in this process, one chunk after another
+                attempts = run_inline(jobs, task, retries=retries, on_done=on_done, log=log, cancel=cancel)
+            else:
+                client.subscribe_topic(PROGRESS_TOPIC, on_event)
+                attempts = run_jobs(client, jobs, task, retries=retries, prefix=plan.key[:12],
+                                    resources={"GPU": 1} if _needs_gpu(plan, client) else None, on_done=on_done,
+                                    log=log, cancel=cancel)
     chunk_seconds = time.perf_counter() - started
     result = join_chunks(plan.chunks_dir, plan.out, expect=plan)
     result.update({"chunks_run": len(todo), "chunks_skipped": len(plan.chunks) - len(todo),

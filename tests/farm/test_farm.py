@@ -146,6 +146,45 @@ def test_chunked_render_on_two_local_workers_is_the_single_run(farm, cli, tmp_pa
     assert not any(chunk_is_done(other.chunk_manifest(c), other.key, c.first, c.last) for c in other.chunks)
 
 
+def test_a_render_in_this_process_without_dask_is_the_single_run(farm, cli, tmp_path):
+    import os
+
+    out = tmp_path / "inline.mkv"
+    r = cli(*render_args(farm, out, "--chunk-size", "32", "--workers", "0"))
+    assert r.code == 0, r.err
+    assert "0 already done, 2 to run" in r.err
+    assert_same_frames(farm, out)
+    docs = manifests(out.with_name("inline.mkv.chunks"))
+    assert [d["frames"] for d in docs] == [[0, 31], [32, 63]] and {d["pid"] for d in docs} == {os.getpid()}
+    r = cli(*render_args(farm, out, "--chunk-size", "32", "--workers", "0", "--scheduler", "tcp://localhost:1"))
+    assert r.code == 2 and "not allowed with argument" in r.err  # one or the other
+
+
+def test_inline_jobs_retry_like_dask_jobs(tmp_path):
+    from swapgraph.farm.cluster import ChunkFailed, run_inline
+    from swapgraph.runtime.errors import SwapgraphError
+
+    tries: dict[str, int] = {}
+
+    def flaky(name: str, code: int) -> str:
+        tries[name] = tries.get(name, 0) + 1
+        if tries[name] == 1 or code == 2:
+            raise ChunkFailed("here", f"{name} fails", code)
+        return name
+
+    logged: list[str] = []
+    done: dict[str, str] = {}
+    assert run_inline({"a": ("a", 1), "b": ("b", 1)}, flaky, retries=1, on_done=done.__setitem__,
+                      log=logged.append) == {"a": 2, "b": 2}
+    assert done == {"a": "a", "b": "b"} and len(logged) == 2
+    with pytest.raises(SwapgraphError, match="c failed: c fails") as info:
+        run_inline({"c": ("c", 1)}, flaky, retries=0, log=logged.append)
+    assert info.value.exit_code == 1
+    with pytest.raises(SwapgraphError, match="d fails") as info:
+        run_inline({"d": ("d", 2)}, flaky, retries=3, log=logged.append)
+    assert info.value.exit_code == 2 and tries["d"] == 1  # a user error is not retried
+
+
 def test_a_killed_render_reruns_only_the_unfinished_chunks(farm, tmp_path):
     out = tmp_path / "resumed.mkv"
     chunks = out.with_name("resumed.mkv.chunks")
