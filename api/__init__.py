@@ -25,10 +25,10 @@ from .graphs import FileParam, GraphSpec, file_params, issue_subject, load, pres
 from .nodes import graph_schema, node_origin, node_types, parse_frames
 from .render import chunk_job, connect_farm, join_chunks, plan_render, render
 from .run import MediaInfo, Preview, RunReport, ShotInfo, media_info, preview, preview_cache, run, run_chunk, shot_info
-from .training import TrainConfig, faceset_summary, filter_faceset, parse_batch_schedule, train
+from .training import TrainConfig, faceset_buckets, faceset_summary, filter_faceset, parse_batch_schedule, train
 
 __all__ = ["CancelToken", "ChunkJob", "DEFAULT_CHUNK_SIZE", "FileParam", "GraphSpec", "MediaInfo", "Preview", "PreviewCache",
-           "RenderPlan", "RunReport", "ShotInfo", "TrainConfig", "chunk_job", "connect_farm", "faceset_summary", "file_params",
+           "RenderPlan", "RunReport", "ShotInfo", "TrainConfig", "chunk_job", "connect_farm", "faceset_buckets", "faceset_summary", "file_params",
            "filter_faceset", "graph_schema", "issue_subject", "join_chunks", "load", "media_info", "node_origin", "node_types",
            "parse_batch_schedule", "parse_frames", "plan_render", "presets", "preview", "preview_cache", "render",
            "run", "run_chunk", "save_graph", "shot_info", "train", "validate"]

@@ -339,10 +339,36 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_swap(result) -> None:
+    """What ``swapgraph swap`` (and the demo) made: what ran, the QC summary, every file."""
+    ran = [name for name, how in result.stages.items() if how != "skipped"]
+    print(f"stages: {', '.join(f'{name} {how}' for name, how in result.stages.items())}"
+          + ("" if ran else " (nothing to do: the same inputs and params as before)"))
+    summary = ", ".join(f"{k} {v:.3f}" for k, v in result.qc.get("summary", {}).items() if v is not None)
+    print(f"QC: {summary}")
+    print("files:")
+    for label, path in result.files:
+        print(f"  {label + ':':<32} {path}")
+
+
+def cmd_swap(args: argparse.Namespace) -> int:
+    from swapgraph.pipeline.swap import swap
+
+    if args.until is not None and args.until != "plateau":
+        raise UsageError(f"--until {args.until}: the only rule is 'plateau'")
+    result = swap(Path(args.plate), Path(args.face), Path(args.out), work=Path(args.work) if args.work else None,
+                  preset=args.preset, steps=args.steps, minutes=args.minutes, until_plateau=args.until == "plateau",
+                  graph=Path(args.graph) if args.graph else None, overrides=args.set, frames=_parse_range(args.frames),
+                  device=args.device, bank=args.bank, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                  quiet=args.quiet, say=print)
+    print_swap(result)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from swapgraph.demo.run import run_demo
 
-    run_demo(Path(args.out), quiet=args.quiet, steps=args.steps)
+    print_swap(run_demo(Path(args.out), quiet=args.quiet, steps=args.steps))
     return 0
 
 
@@ -521,6 +547,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     sp.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
     sp.set_defaults(func=cmd_edit)
+
+    sp = sub.add_parser("swap", help="two clips to a finished shot: extract, train, convert, QC (resumable)")
+    sp.add_argument("plate", help="the shot whose face is replaced (a video file)")
+    sp.add_argument("face", help="the face to put on it: a clip, a folder of photos, or a faceset")
+    sp.add_argument("--out", required=True, help="the swapped shot (.mp4, .mov, .mkv)")
+    sp.add_argument("--work", metavar="DIR", help="folder for facesets, models and stage keys (default: OUT's name "
+                                                  "with .work, beside it)")
+    sp.add_argument("--preset", default="lite-64", help="classic-64, lite-64, hd-128 or hd-256 (default lite-64)")
+    stop = sp.add_mutually_exclusive_group()
+    stop.add_argument("--minutes", type=float, help="train this long (a bank's models share it)")
+    stop.add_argument("--steps", type=int, help="train this many steps (each model of a bank)")
+    stop.add_argument("--until", metavar="plateau", help="train until the plateau rule stops (the default, at most "
+                                                         "two hours)")
+    sp.add_argument("--graph", help="the conversion graph (default graphs/swap.json)")
+    sp.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                    help="override a param of the conversion graph; repeatable")
+    sp.add_argument("--frames", metavar="A-B", help="only these frames of the plate (extracted and converted)")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sp.add_argument("--bank", choices=["never", "auto", "always"], default="auto",
+                    help="one model per orientation bucket: when the plate spans several and the face material "
+                         "covers them (auto, the default), always, or never")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--checkpoint-every", type=int, default=100, metavar="K", help="checkpoint training every K "
+                                                                                   "steps (a kill resumes from it)")
+    sp.add_argument("--quiet", action="store_true", help="no progress lines (the summary is still printed)")
+    sp.set_defaults(func=cmd_swap)
 
     sp = sub.add_parser("demo", help="make a shot from a packaged photo and run the pipeline on it")
     sp.add_argument("--out", default="demo-output", help="folder for the demo's files")

@@ -214,3 +214,52 @@ def write_numbered_clip(path: Path, frames: int, *, fps=25, timecode: str | None
         for packet in s.encode():
             c.mux(packet)
     return path
+
+
+# A head turned from a frontal photo, for orientation-bucket tests: a cylinder rotation and
+# a perspective squeeze around the face box, fading back to the untouched photo outside it.
+# MediaPipe reads about 36-39 degrees of yaw on the packaged photos (three_quarter).
+def turn_head(img: np.ndarray, box, phi: float = 35.0, squeeze: float = 0.3, radius: float = 0.6) -> np.ndarray:
+    import math
+
+    import cv2
+
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = box
+    cx, cy, fw, fh = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
+    X, Y = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    R, p = radius * fw, math.radians(phi)
+    u = np.clip((X - cx) / R, -1, 1)
+    xc = cx + R * np.sin(np.clip(np.arcsin(u) - p, -math.pi / 2, math.pi / 2))
+    band = np.clip(1 - (np.abs(X - cx) - R) / (0.5 * R), 0, 1)
+    xc = np.clip(band * xc + (1 - band) * X, cx - 1.5 * fw, cx + 1.1 * fw)
+    hh = fh / 2
+    src = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    dst = np.float32([[x0, cy - hh * (1 + squeeze)], [x1, cy - hh * (1 - squeeze)], [x1, cy + hh * (1 - squeeze)],
+                      [x0, cy + hh * (1 + squeeze)]])
+    hi = cv2.getPerspectiveTransform(dst, src).astype(np.float64)
+    den = hi[2, 0] * xc + hi[2, 1] * Y + hi[2, 2]
+    xs = (hi[0, 0] * xc + hi[0, 1] * Y + hi[0, 2]) / den
+    ys = (hi[1, 0] * xc + hi[1, 1] * Y + hi[1, 2]) / den
+    d = np.sqrt(((X - cx) / fw) ** 2 + ((Y - cy) / fh) ** 2)
+    k = np.clip((1.8 - d) / 0.8, 0, 1)
+    k = k * k * (3 - 2 * k)
+    # replicate, not reflect: a reflected border puts a second face in the frame
+    return cv2.remap(img, (k * xs + (1 - k) * X).astype(np.float32), (k * ys + (1 - k) * Y).astype(np.float32),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def turning_clip(photo: str, frames: int = 60, size: int = 320, turned_first: bool = False) -> np.ndarray:
+    """Frames of a packaged photo whose head turns to three-quarter halfway (or from it)."""
+    from swapgraph.nodes.face.detector import FaceAnalyzer
+
+    image = packaged_photo(photo)
+    analyzer = FaceAnalyzer(1, "auto", 0.5, 480)
+    try:
+        box = analyzer.analyze(image[None], 1, 24)[0][0].box
+    finally:
+        analyzer.close()
+    still = animate_photo(image, frames, size=(size, size))
+    turned = animate_photo(turn_head(image, box), frames, size=(size, size))
+    first, second = (turned, still) if turned_first else (still, turned)
+    return np.concatenate([first[:frames // 2], second[frames // 2:]])

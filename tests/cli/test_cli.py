@@ -69,24 +69,29 @@ def test_runtime_failure_exits_1_and_debug_shows_the_traceback(clip, tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_from_packaged_inputs(cli, tmp_path):
-    # the whole demo, with a shorter training than its default 150 steps to spare CI a minute
-    r = cli("demo", "--out", tmp_path / "demo", "--steps", "60")
+    # the whole demo (swapgraph swap on two shots made from the packaged photos), with a
+    # shorter training than its default 150 steps to spare CI a minute
+    r = cli("demo", "--out", tmp_path / "demo", "--steps", "30")
     assert r.code == 0, r.err
     demo = tmp_path / "demo"
     swapped = demo / "astronaut_as_grace.mp4"
-    assert str(swapped) in r.out
+    work = demo / "astronaut_as_grace.work"
+    assert str(swapped) in r.out and "train all ran" in r.out
     facts = stream_facts(swapped)
     assert facts["frames"] == 60 and facts["metadata"]["synthetic_media"] == "true"
     assert json.loads((demo / "astronaut_as_grace.mp4.swapgraph.json").read_text())["stats"]["swap"][
         "faces_swapped"] == 60
-    for name in ("astronaut", "grace"):
-        assert len((demo / f"faceset_{name}" / "faces.jsonl").read_text().splitlines()) == 60
-    model = demo / "model_astronaut_to_grace"
-    assert json.loads((model / "model.json").read_text())["training"]["steps"] == 60
-    assert (model / "loss.png").exists() and (model / "previews" / "step_0000050.png").exists()
+    for side in ("plate", "face"):
+        assert len((work / f"faces_{side}" / "faces.jsonl").read_text().splitlines()) == 60
+    model = work / "model"
+    assert json.loads((model / "model.json").read_text())["training"]["steps"] == 30
+    assert (model / "loss.png").exists() and (model / "previews" / "step_0000025.png").exists()
     report = json.loads((demo / "astronaut_as_grace.mp4.qc.json").read_text())
     assert report["summary"]["coverage"] == 1.0
-    assert (demo / "preview_faces.png").exists() and (demo / "preview_crops.png").exists()
+    assert (work / "preview_faces.png").exists() and (work / "preview_crops.png").exists()
+    # a second demo finds everything done
+    r = cli("demo", "--out", demo, "--steps", "30")
+    assert r.code == 0 and "nothing to do" in r.out, r.out
 
 
 def _run_on_a_terminal(*args) -> str:
