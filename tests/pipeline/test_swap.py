@@ -83,11 +83,18 @@ def test_a_rerun_does_nothing_and_a_changed_param_redoes_only_its_stages(base, c
     assert "extract plate skipped" in r.out and "train all skipped" in r.out
 
 
-def test_a_kill_during_training_resumes_from_the_checkpoint(base, clips, tmp_path):
-    """kill -9 mid-training; the rerun resumes the checkpoint (the face material is the
-    first run's faceset, to spare an extraction)."""
+def test_a_kill_during_training_resumes_from_the_checkpoint(clips, tmp_path):
+    """kill -9 mid-training; the rerun resumes the checkpoint. The face material is a
+    folder of photos here (each extracted on its own, no landmark smoothing across them)."""
+    import cv2
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    frames = animate_photo(packaged_photo("grace_hopper"), 30, size=(256, 256), pan=0.1)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(photos / f"grace_{i:02d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     work = tmp_path / "work"
-    args = [sys.executable, "-m", "swapgraph.cli", "swap", str(clips["plate"]), str(base.facesets["face"]),
+    args = [sys.executable, "-m", "swapgraph.cli", "swap", str(clips["plate"]), str(photos),
             "--out", str(tmp_path / "shot.mp4"), "--work", str(work), "--steps", "60", "--checkpoint-every", "10"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint = work / "model" / "checkpoint" / "checkpoint.safetensors"
@@ -100,9 +107,11 @@ def test_a_kill_during_training_resumes_from_the_checkpoint(base, clips, tmp_pat
     proc.wait()
     assert not (tmp_path / "shot.mp4").exists()  # killed in training: no output
     said: list[str] = []
-    result = swap(clips["plate"], base.facesets["face"], tmp_path / "shot.mp4", work=work, steps=60,
+    result = swap(clips["plate"], photos, tmp_path / "shot.mp4", work=work, steps=60,
                   checkpoint_every=10, say=said.append)
-    assert result.stages["extract plate"] == "skipped" and result.stages["train all"] == "resumed"
+    assert result.counts["face"]["frontal"] == 30  # a face in every photo
+    assert result.stages["extract plate"] == "skipped" and result.stages["extract face"] == "skipped"
+    assert result.stages["train all"] == "resumed"
     assert any("resumed at step" in line for line in said), said
     assert _model_steps(result.models["all"]) == 60 and result.out.is_file()
 
@@ -132,7 +141,7 @@ def _refused(cli, tmp_path, *args) -> str:
     return r.err
 
 
-def test_refusals_come_before_any_training(clips, cli, tmp_path):
+def test_refusals_come_before_any_training(base, clips, cli, tmp_path):
     nobody = write_numbered_clip(tmp_path / "nobody.mkv", 30, size=(256, 144))
     err = _refused(cli, tmp_path, clips["plate"], nobody, "--out", tmp_path / "a.mp4", "--steps", "5")
     assert "nobody.mkv" in err and "no face found in the face material" in err
@@ -146,6 +155,12 @@ def test_refusals_come_before_any_training(clips, cli, tmp_path):
     short = write_clip(tmp_path / "short.mp4", animate_photo(packaged_photo("grace_hopper"), 12, size=(256, 256)))
     err = _refused(cli, tmp_path, clips["plate"], short, "--out", tmp_path / "d.mp4", "--steps", "5")
     assert "short.mp4" in err and "12 faces, too few to train" in err
+    small = tmp_path / "small_faceset"  # a faceset as the face material, with too few faces
+    shutil.copytree(base.facesets["face"], small)
+    lines = (small / "faces.jsonl").read_text().splitlines()
+    (small / "faces.jsonl").write_text("\n".join(lines[:10]) + "\n")
+    err = _refused(cli, tmp_path, clips["plate"], small, "--out", tmp_path / "g.mp4", "--steps", "5")
+    assert "small_faceset" in err and "10 faces, too few to train" in err
     err = _refused(cli, tmp_path, clips["plate"], tmp_path / "missing.mp4", "--out", tmp_path / "e.mp4")
     assert "missing.mp4" in err
     err = _refused(cli, tmp_path, clips["plate"], clips["face"], "--out", tmp_path / "f.mp4", "--set",
