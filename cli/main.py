@@ -348,7 +348,7 @@ def print_swap(result) -> None:
     print(f"QC: {summary}")
     print("files:")
     for label, path in result.files:
-        print(f"  {label + ':':<32} {path}")
+        print(f"  {label + ':':<42} {path}")
 
 
 def cmd_swap(args: argparse.Namespace) -> int:
