@@ -316,6 +316,9 @@ def serve(graph: Path | None = None, root: Path | None = None, *, host: str = "1
         listener.close()
         raise UsageError(f"--port {port}: cannot listen on {host} ({exc.strerror or exc}); choose another port, "
                          "or 0 for a free one") from None
+    # listening before the URL is printed: a browser (or a script reading the URL) that
+    # connects while uvicorn still starts is queued, not refused
+    listener.listen(128)
     bound = listener.getsockname()[1]
     token = new_token()
     app = create_app(root, graph, token, origins=own_origins(host, bound))
