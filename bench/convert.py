@@ -48,7 +48,7 @@ from swapgraph.runtime.node import RunContext, Source
 from swapgraph.runtime.ports import move
 from swapgraph.runtime.registry import default_registry
 
-from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip, describe, plain_transcode
+from _common import REPO, SHARED_CLIP, cpu_seconds, default_clip, describe, plain_transcode, upscaled_clip
 from faces import native_stderr_silenced
 
 GRAPH = REPO / "graphs" / "swap.json"
@@ -153,6 +153,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150, help="frames converted from the start of the clip")
     ap.add_argument("--model", type=Path, help="a trained model folder or bank (default: an untrained lite-64)")
     ap.add_argument("--repeat", type=int, default=1, help="alternating rounds of every variant")
+    ap.add_argument("--height", type=int, help="resize the clip to this height first (720, 1080: the GPU targets)")
     ap.add_argument("--logs", action="store_true", help="let MediaPipe's native logging through to stderr")
     args = ap.parse_args()
     if args.repeat < 1:
@@ -163,6 +164,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="swapgraph-bench-") as tmp_name:
         tmp = Path(tmp_name)
         clip = args.clip.resolve() if args.clip else default_clip(tmp)
+        if args.height:
+            clip = upscaled_clip(clip, args.height, tmp / f"{clip.stem}_{args.height}p.mp4", args.frames)
         model = args.model.resolve() if args.model else make_model(tmp / "lite-64")
         with contextlib.nullcontext() if args.logs else native_stderr_silenced():
             report(clip, model, tmp, args.frames, args.repeat)

@@ -185,6 +185,8 @@ def main() -> None:
     ap.add_argument("--clip", type=Path, help=f"input clip (default {SHARED_CLIP})")
     ap.add_argument("--frames", type=int, default=300, help="frames decoded from the clip and measured")
     ap.add_argument("--repeat", type=int, default=2, help="alternating rounds of every variant")
+    ap.add_argument("--height", type=int, help="resize the frames to this height first (720, 1080: the GPU targets)")
+    ap.add_argument("--workers", help="worker counts to measure, e.g. 1,4,16 (default: 1 and every core)")
     ap.add_argument("--logs", action="store_true", help="let MediaPipe's native logging through to stderr")
     args = ap.parse_args()
     if args.repeat < 1:
@@ -197,6 +199,11 @@ def main() -> None:
         clip = args.clip.resolve() if args.clip else default_clip(Path(tmp_name))
         t0 = time.perf_counter()
         video = decode(clip, args.frames)
+    if args.height:
+        import cv2
+
+        width = round(video.shape[2] * args.height / video.shape[1] / 2) * 2
+        video = np.stack([cv2.resize(f, (width, args.height), interpolation=cv2.INTER_CUBIC) for f in video])
     n, h, w, _ = video.shape
     if n < 2 * BATCH:
         sys.exit(f"{clip} has {n} frames; need at least {2 * BATCH}")
@@ -204,15 +211,18 @@ def main() -> None:
           f"({BATCH} warm-up, {n - BATCH} timed), {cores} CPU cores\n")
 
     with contextlib.nullcontext() if args.logs else native_stderr_silenced():
-        report(video, args.repeat, cores)
+        counts = sorted({int(x) for x in args.workers.split(",")}) if args.workers else sorted({1, cores})
+        report(video, args.repeat, cores, counts)
 
 
-def report(video: np.ndarray, repeat: int, cores: int) -> None:
+def report(video: np.ndarray, repeat: int, cores: int, counts: list[int] | None = None) -> None:
+    counts = counts or sorted({1, cores})
     bare = BareLoop()
-    variants: dict[str, Callable[[np.ndarray], Timing]] = {"bare MediaPipe": bare.run, "nodes, 1 worker": lambda v: run_nodes(v, 1)}
-    all_cores = f"nodes, {cores} workers"
-    if cores > 1:
-        variants[all_cores] = lambda v: run_nodes(v, cores)
+    variants: dict[str, Callable[[np.ndarray], Timing]] = {"bare MediaPipe": bare.run}
+    for k in sorted({1, *counts}):
+        variants[f"nodes, {k} worker{'s' if k > 1 else ''}"] = lambda v, k=k: run_nodes(v, k)
+    all_cores = f"nodes, {max(counts)} workers"
+    cores = max(counts)
     best: dict[str, Timing] = {}
     print(f"{'run':<22}{'start-up s':>11}{'frames':>8}{'seconds':>9}{'frames/s':>10}{'cpu s':>7}{'face':>7}")
     for i in range(repeat):
@@ -234,6 +244,10 @@ def report(video: np.ndarray, repeat: int, cores: int) -> None:
         many = best[all_cores]
         print(f"start-up with {cores} workers: {many.startup:.1f} s (1 worker {one.startup:.1f} s)")
         print(f"speed-up ({cores} workers / 1 worker): {many.fps / one.fps:.2f}  [at most ~{cores}]")
+    for k in counts:
+        if k > 1:
+            t = best[f"nodes, {k} workers"]
+            print(f"scaling: {k} workers {t.fps:.1f} frames/s, {t.fps / one.fps:.2f}x of 1 worker")
 
 
 if __name__ == "__main__":
