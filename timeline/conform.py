@@ -21,9 +21,9 @@ import opentimelineio as otio
 from swapgraph.runtime.errors import ArgumentError, UsageError
 from swapgraph.runtime.provenance import SYNTHETIC_STATEMENT, sidecar_path
 
-from .cut import CutClip, cut_clips, video_tracks
-from .formats import FORMATS, read_timeline, write_timeline
-from .pull import PULL_JSON, PULL_VERSION
+from .cut import CutClip, cut_clips, item_span
+from .formats import FORMATS, METADATA_KEY, read_timeline, write_timeline
+from .pull import PULL_JSON, PULL_VERSION, complete_render
 
 TRACK_NAME = "swapgraph"
 
@@ -55,16 +55,11 @@ def _check_renders(folder: Path, doc: dict[str, Any]) -> dict[str, dict[str, Any
     renders = {}
     for r in doc["renders"]:
         path = folder / r["file"]
-        side = sidecar_path(path)
-        try:
-            meta = json.loads(side.read_text()) if side.is_file() else None
-        except (OSError, ValueError):
-            meta = None
-        if not path.is_file() or meta is None or meta.get("render_key") != r["render_key"] \
-                or meta.get("source_frames") != [r["first"], r["last"]]:
+        meta = complete_render(path, r["render_key"], r["first"], r["last"])
+        if meta is None:
             raise UsageError(f"{path}: render of shot {', '.join(r['shots'])} is missing or not the pull's; fix: run "
                              "swapgraph pull again with the same arguments (it renders only what is missing)")
-        renders[r["file"]] = {**r, "path": path, "sidecar": side, "graph_hash": (meta.get("graph") or {}).get("hash")}
+        renders[r["file"]] = {**r, "path": path, "sidecar": sidecar_path(path), "graph_hash": (meta.get("graph") or {}).get("hash")}
     return renders
 
 
@@ -72,10 +67,8 @@ def _find(clips: list[CutClip], shot: dict[str, Any], rate: float, source: Path)
     """The shot's clip in the cut, as the pull found it: same place, name, record and source frames."""
     for c in clips:
         if c.track_index == shot["track_index"] and c.item_index == shot["item_index"]:
-            rng = c.clip.source_range or c.clip.available_range()
-            start = round(rng.start_time.rescaled_to(rate).value)
             if c.clip.name == shot["clip"] and [c.record_in, c.record_out] == list(shot["record"]) \
-                    and start == shot["source_start"]:
+                    and c.source_start(rate) == shot["source_start"]:
                 return c
             break
     raise UsageError(f"{source}: shot {shot['name']}: clip {shot['clip']!r} is no longer at record frames "
@@ -87,15 +80,14 @@ def _covered(cut: otio.schema.Timeline, rate: float, above: int) -> list[tuple[i
     """Record ranges (inclusive) that enabled items of enabled video tracks above track
     ``above`` fill: what the cut shows there instead (all taken as opaque)."""
     spans = []
-    for ti, track in enumerate(video_tracks(cut)):
+    for ti, track in enumerate(cut.video_tracks()):
         if ti <= above or not track.enabled:
             continue
         for ii, item in enumerate(track):
             if isinstance(item, (otio.schema.Gap, otio.schema.Transition)) or not item.enabled:
                 continue
-            rng = track.range_of_child_at_index(ii)
-            first = round(rng.start_time.rescaled_to(rate).value)
-            spans.append((first, first + round(rng.duration.rescaled_to(rate).value) - 1))
+            first, length = item_span(track, ii, rate)
+            spans.append((first, first + length - 1))
     return spans
 
 
@@ -140,7 +132,7 @@ def swap_track(cut: otio.schema.Timeline, doc: dict[str, Any], renders: dict[str
                 name=f"{shot['name']}_swapgraph", media_reference=ref,
                 source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(shot["source_start"] + a - clip.record_in, rate),
                                                      otio.opentime.RationalTime(b - a + 1, rate)))
-            new.metadata["swapgraph"] = {
+            new.metadata[METADATA_KEY] = {
                 "synthetic_media": True, "statement": SYNTHETIC_STATEMENT, "shot": shot["name"],
                 "graph_hash": render["graph_hash"], "sidecar": str(Path(render["sidecar"]).resolve()),
                 "source_clip": shot["clip"], "source_media": shot["media"], "source_track": shot["track"],
@@ -199,7 +191,7 @@ def conform(timeline: Path, *, pull_dir: Path, out: Path, edl_style: str = "avid
         last_video = max(i for i, t in enumerate(children)
                          if isinstance(t, otio.schema.Track) and t.kind == otio.schema.TrackKind.Video)
         new.tracks.insert(last_video + 1, track)
-    new.metadata["swapgraph"] = {"synthetic_media": True, "statement": SYNTHETIC_STATEMENT,
+    new.metadata[METADATA_KEY] = {"synthetic_media": True, "statement": SYNTHETIC_STATEMENT,
                                  "pull": str(pull_dir / PULL_JSON), "source_timeline": str(timeline),
                                  "graph": doc.get("graph")}
     write_timeline(new, out, edl_style=edl_style)

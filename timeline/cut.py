@@ -22,7 +22,7 @@ import opentimelineio as otio
 from swapgraph.runtime.errors import ArgumentError, UsageError
 from swapgraph.runtime.timecode import format_timecode, is_drop_frame, parse_timecode
 
-from .formats import media_path
+from .formats import edl_drop_frame, media_path, timeline_rate
 
 RULE_KINDS = ("marker", "track", "clip")
 VIDEO_SUFFIXES = (".mov", ".mp4", ".mkv", ".mxf", ".avi", ".m4v", ".webm")
@@ -69,19 +69,14 @@ class CutClip:
     def record_out(self) -> int:  # inclusive
         return self.record_in + self.duration - 1
 
+    def source_start(self, rate: float) -> int:
+        """The clip's first source frame as the cut states it: a timecode value at ``rate``."""
+        rng = self.clip.source_range or self.clip.available_range()
+        return round(rng.start_time.rescaled_to(rate).value)
+
     @property
     def label(self) -> str:
         return f"clip {self.clip.name!r} (track {self.track.name or self.track_index + 1}, record frame {self.record_in})"
-
-
-def cut_rate(timeline: otio.schema.Timeline) -> float:
-    """The rate of the cut: its global start time's, else its first clip's."""
-    if timeline.global_start_time is not None:
-        return timeline.global_start_time.rate
-    for clip in timeline.find_clips():
-        if clip.source_range is not None:
-            return clip.source_range.start_time.rate
-    return 24.0
 
 
 def global_start(timeline: otio.schema.Timeline, rate: float) -> int:
@@ -89,20 +84,21 @@ def global_start(timeline: otio.schema.Timeline, rate: float) -> int:
     return 0 if start is None else round(start.rescaled_to(rate).value)
 
 
-def video_tracks(timeline: otio.schema.Timeline) -> list[otio.schema.Track]:
-    return [t for t in timeline.tracks if isinstance(t, otio.schema.Track) and t.kind == otio.schema.TrackKind.Video]
+def item_span(track: otio.schema.Track, index: int, rate: float) -> tuple[int, int]:
+    """Where a track's child sits in record time: its first frame (from the cut's start)
+    and its length, at ``rate``."""
+    rng = track.range_of_child_at_index(index)
+    return round(rng.start_time.rescaled_to(rate).value), round(rng.duration.rescaled_to(rate).value)
 
 
 def cut_clips(timeline: otio.schema.Timeline) -> list[CutClip]:
     """Every clip directly on a video track (nested sequences are not entered)."""
-    rate = cut_rate(timeline)
+    rate = timeline_rate(timeline)
     clips = []
-    for ti, track in enumerate(video_tracks(timeline)):
+    for ti, track in enumerate(timeline.video_tracks()):
         for ii, item in enumerate(track):
             if isinstance(item, otio.schema.Clip):
-                rng = track.range_of_child_at_index(ii)
-                clips.append(CutClip(item, track, ti, ii, round(rng.start_time.rescaled_to(rate).value),
-                                     round(rng.duration.rescaled_to(rate).value)))
+                clips.append(CutClip(item, track, ti, ii, *item_span(track, ii, rate)))
     return clips
 
 
@@ -119,7 +115,7 @@ def _overlaps(marker: otio.schema.Marker, first: int, last: int, rate: float) ->
 
 def select_clips(timeline: otio.schema.Timeline, rules: Sequence[Rule], source: Path) -> list[CutClip]:
     """The clips any rule selects, in record order; a rule selecting nothing is one line."""
-    rate = cut_rate(timeline)
+    rate = timeline_rate(timeline)
     clips = cut_clips(timeline)
     outer = list(timeline.tracks.markers)  # the cut's markers, in record time
     for clip in clips:
@@ -153,13 +149,13 @@ def select_clips(timeline: otio.schema.Timeline, rules: Sequence[Rule], source: 
 def _known(timeline: otio.schema.Timeline, clips: list[CutClip], kind: str) -> list[str]:
     seen: dict[str, None] = {}
     if kind == "track":
-        for i, t in enumerate(video_tracks(timeline)):
+        for i, t in enumerate(timeline.video_tracks()):
             seen[t.name or f"(unnamed {i + 1})"] = None
     elif kind == "clip":
         for c in clips:
             seen[repr(c.clip.name)] = None
     else:
-        markers = [*timeline.tracks.markers, *(m for t in video_tracks(timeline) for m in t.markers),
+        markers = [*timeline.tracks.markers, *(m for t in timeline.video_tracks() for m in t.markers),
                    *(m for c in clips for m in c.clip.markers)]
         for m in markers:
             seen[m.name or "(unnamed)"] = None
@@ -272,8 +268,7 @@ def same_rate(a: float, b: float) -> bool:
 
 def source_frames(clip: CutClip, media: Media, rate: float) -> tuple[int, int]:
     """The clip's first and last frame as 0-based indexes into its media file."""
-    rng = clip.clip.source_range or clip.clip.available_range()
-    first = round(rng.start_time.rescaled_to(rate).value) - media.start
+    first = clip.source_start(rate) - media.start
     return first, first + clip.duration - 1
 
 
@@ -282,14 +277,8 @@ def timecode_at(frames: int, rate: float, drop: bool) -> str:
 
 
 def is_drop(source: Path, media: Iterable[Media]) -> bool:
-    """Whether the cut counts drop-frame timecode: its media's timecode is, or an EDL's
-    header says FCM: DROP FRAME (OpenTimelineIO keeps the frame counts, not the style)."""
+    """Whether the cut counts drop-frame timecode: its media's timecode does, or the EDL
+    says so (OpenTimelineIO keeps the frame counts, not the style)."""
     if any(m.timecode and is_drop_frame(m.timecode) for m in media):
         return True
-    if source.suffix.lower() == ".edl":
-        try:
-            text = source.read_text(errors="replace").upper()
-        except OSError:
-            return False
-        return bool(re.search(r"^FCM:\s*DROP", text, re.M) or re.search(r"\d\d:\d\d:\d\d;\d\d", text))
-    return False
+    return source.suffix.lower() == ".edl" and edl_drop_frame(source)

@@ -161,6 +161,23 @@ def _read_text(path: Path) -> str:
         return data.decode("latin-1")
 
 
+def _fcm_drop(line: str) -> bool | None:
+    """An EDL line's frame-count mode: True for ``FCM: DROP FRAME``, False for non-drop,
+    None when the line is no FCM line."""
+    stripped = line.strip().upper()
+    return ("DROP" in stripped and "NON" not in stripped) if stripped.startswith("FCM") else None
+
+
+def edl_drop_frame(path: Path) -> bool:
+    """Whether an EDL counts drop-frame timecode: an ``FCM: DROP FRAME`` line, or event
+    timecodes with ';' before the frames (OpenTimelineIO keeps frame counts, not the style)."""
+    try:
+        text = _read_text(Path(path))
+    except OSError:
+        return False
+    return any(_fcm_drop(line) for line in text.splitlines()) or bool(re.search(r"\d\d:\d\d:\d\d;\d\d", text))
+
+
 def _edl_drop_frame_separators(text: str) -> str:
     """Timecodes of events under ``FCM: DROP FRAME`` written with ';' before the frames:
     Avid writes drop frame with colons and says so only in the FCM line, while the adapter
@@ -168,8 +185,9 @@ def _edl_drop_frame_separators(text: str) -> str:
     lines, drop = [], False
     for line in text.splitlines():
         stripped = line.strip().upper()
-        if stripped.startswith("FCM"):
-            drop = "DROP" in stripped and "NON" not in stripped
+        fcm = _fcm_drop(line)
+        if fcm is not None:
+            drop = fcm
         elif drop and stripped[:1].isdigit():
             line = _EDL_TIMECODE.sub(r"\1;\2", line)
         lines.append(line)
@@ -285,7 +303,7 @@ def write_timeline(timeline: otio.schema.Timeline, path: Path, *, edl_style: str
         if edl_style not in VALID_EDL_STYLES:
             raise UsageError(f"{path}: no EDL style {edl_style!r}; choose one of "
                              + ", ".join(map(repr, VALID_EDL_STYLES)))
-        video = _video_tracks(timeline)
+        video = timeline.video_tracks()
         if len(video) != 1:
             names = ", ".join(repr(t.name) for t in video)
             raise UsageError(f"{path}: an EDL holds one video track, this timeline has {len(video)}"
@@ -313,15 +331,14 @@ def write_timeline(timeline: otio.schema.Timeline, path: Path, *, edl_style: str
                          "write another format (.otio keeps everything)") from exc
 
 
-def _video_tracks(timeline: otio.schema.Timeline) -> list[otio.schema.Track]:
-    return [t for t in timeline.tracks if isinstance(t, otio.schema.Track) and t.kind == otio.schema.TrackKind.Video]
-
-
-def _timeline_rate(timeline: otio.schema.Timeline, track: otio.schema.Track) -> float:
+def timeline_rate(timeline: otio.schema.Timeline) -> float:
+    """A cut's rate: its global start time's, else its first clip's (24 with neither)."""
     if timeline.global_start_time is not None:
         return timeline.global_start_time.rate
-    clip = next(iter(track.find_clips()), None)
-    return clip.source_range.start_time.rate if clip is not None else track.duration().rate
+    for clip in timeline.find_clips():
+        if clip.source_range is not None:
+            return clip.source_range.start_time.rate
+    return EDL_DEFAULT_RATE
 
 
 def _edl_reel(clip: otio.schema.Clip, base: Path) -> str:
@@ -335,8 +352,8 @@ def _edl_reel(clip: otio.schema.Clip, base: Path) -> str:
 def _edl_text(timeline: otio.schema.Timeline, path: Path, base: Path, style: str) -> str:
     """The EDL of the timeline's one video track, record timecodes from its global start,
     with a title (CMX 3600 wants one) and the FCM line the adapter omits."""
-    track = _video_tracks(timeline)[0]
-    rate = _timeline_rate(timeline, track)
+    track = timeline.video_tracks()[0]
+    rate = timeline_rate(timeline)
     start = timeline.global_start_time
     if start is not None and start.value:
         # the adapter places events by the track's trimmed start, not the global start time

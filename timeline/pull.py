@@ -24,9 +24,9 @@ from swapgraph.farm.manifests import sha256_file
 from swapgraph.runtime.files import can_write, write_json_atomic, write_text_atomic
 from swapgraph.runtime.provenance import SYNTHETIC_STATEMENT, sidecar_path
 
-from .cut import (VIDEO_SUFFIXES, CutClip, Media, cut_clips, cut_rate, global_start, is_drop, media_start, parse_rule, reel_name,
+from .cut import (VIDEO_SUFFIXES, CutClip, Media, cut_clips, global_start, is_drop, media_start, parse_rule, reel_name,
                   refuse_unsupported, resolve_media, same_rate, select_clips, source_frames, timecode_at)
-from .formats import read_timeline
+from .formats import read_timeline, timeline_rate
 
 PULL_VERSION = 1
 PULL_JSON = "pull.json"
@@ -122,7 +122,7 @@ def _read_cut(timeline: Path, rate: float | None, media_root: Path | None):
             except UsageError:
                 continue  # the selection reports it, if the clip is chosen
             fps = float(api.media_info(path).fps)
-            if not same_rate(fps, cut_rate(cut)):
+            if not same_rate(fps, timeline_rate(cut)):
                 cut = read_timeline(timeline, rate=fps)
             break
     return cut
@@ -143,7 +143,7 @@ def plan_pull(timeline: Path, *, select: Sequence[str], graph: Path | str, out: 
     if not rules:
         raise ArgumentError("select", "", "give at least one rule: marker:NAME, track:NAME or clip:REGEX")
     cut = _read_cut(timeline, rate, media_root)
-    rate_ = cut_rate(cut)
+    rate_ = timeline_rate(cut)
     chosen = select_clips(cut, rules, timeline)
     media: dict[Path, Media] = {}
     located: list[tuple[CutClip, Media]] = []
@@ -259,18 +259,18 @@ def _group(shots: list[Shot], media: dict[Path, Media], drop: bool) -> list[Rend
     return renders
 
 
-def render_done(folder: Path, render: Render, plan: Any) -> bool:
-    """Whether the render's file is complete for the same graph, settings and frames (its
-    sidecar says so), so a second pull does no work."""
-    path = folder / render.file
+def complete_render(path: Path, key: str, first: int, last: int) -> dict[str, Any] | None:
+    """The sidecar of the render at ``path`` when the file is complete for render key
+    ``key`` over media frames ``first``-``last``; else None. A second pull skips such a
+    render, and conform takes only such renders."""
     side = sidecar_path(path)
     if not (path.is_file() and side.is_file()):
-        return False
+        return None
     try:
         doc = json.loads(side.read_text())
     except (OSError, ValueError):
-        return False
-    return doc.get("render_key") == plan.key and doc.get("source_frames") == [render.first, render.last]
+        return None
+    return doc if doc.get("render_key") == key and doc.get("source_frames") == [first, last] else None
 
 
 def write_pull_list(result: PullResult, *, timeline: Path, graph: Path | str, handles: int,
@@ -324,7 +324,8 @@ def pull(timeline: Path, *, select: Sequence[str], graph: Path | str, out: Path,
     total = sum(r.frames for r in result.renders)
     todo = []
     for r, plan in zip(result.renders, result.plans):
-        (result.skipped if render_done(out, r, plan) else todo).append(r.file)
+        done_already = complete_render(out / r.file, plan.key, r.first, r.last) is not None
+        (result.skipped if done_already else todo).append(r.file)
     done = sum(r.frames for r in result.renders if r.file in result.skipped)
     if progress:
         progress(done, total)
