@@ -37,6 +37,12 @@ class GraphSpec:
         return validate_graph(self.document, default_registry(), path=self.path, overrides=list(self.overrides),
                               probe=probe)
 
+    def nodes_of_type(self, type_name: str) -> list[str]:
+        """The ids of the document's nodes of type ``type_name``, in file order (read from the
+        document: nothing is validated, no file is opened)."""
+        nodes = self.document.get("nodes") or {}
+        return [nid for nid, n in nodes.items() if isinstance(n, Mapping) and n.get("type") == type_name]
+
     def with_overrides(self, overrides: Overrides) -> GraphSpec:
         return replace(self, overrides=(*self.overrides, *_override_texts(overrides)))
 

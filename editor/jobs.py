@@ -70,12 +70,12 @@ def field(message: dict[str, Any], name: str, kind: type, *, required: bool = Tr
 def qc_summary(spec: api.GraphSpec, outputs: list[Path]) -> dict[str, Any] | None:
     """The QC runner's summary of a swapped video the run wrote, against its plate; None
     when the graph swaps no face or writes no video."""
-    types = {nid: node.get("type") for nid, node in spec.document.get("nodes", {}).items() if isinstance(node, dict)}
-    if "Swap" not in types.values():
+    if not spec.nodes_of_type("Swap"):
         return None
     written = {p.resolve() for p in outputs}
+    encodes = spec.nodes_of_type("Encode")
     for f in api.file_params(spec):
-        if (types.get(f.node) == "Encode" and f.role == "output" and f.path.resolve() in written
+        if (f.node in encodes and f.role == "output" and f.path.resolve() in written
                 and f.path.suffix.lower() in VIDEO_SUFFIXES):
             from swapgraph.qc.runner import run_qc
 

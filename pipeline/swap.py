@@ -27,16 +27,18 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from swapgraph import api
+from swapgraph.farm.manifests import sha256_file
+from swapgraph.nodes.ports import BUCKETS
 from swapgraph.qc.runner import qc_paths, run_qc
 from swapgraph.runtime.errors import ArgumentError, GraphValidationError, SwapgraphError, UsageError
 from swapgraph.runtime.files import can_write, write_json_atomic
 from swapgraph.runtime.provenance import sidecar_path
+from swapgraph.training.data import min_faces
 
 WORK_FILE = "swapgraph-work.json"
 WORK_VERSION = 1
-BUCKETS = ("frontal", "three_quarter", "side")
-VAL_FACES = 16  # TrainConfig's held-out faces
-MIN_FACES = VAL_FACES + 8  # what training needs, per identity (and per bucket for a bank)
+VAL_FACES = api.TrainConfig.__dataclass_fields__["val_faces"].default  # the faces training holds out
+MIN_FACES = min_faces(VAL_FACES)  # what training needs, per identity (and per bucket for a bank)
 SPAN_SHARE = 0.15  # a plate spans a bucket that holds at least this share of its faces
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 DEFAULT_MINUTES = 120.0  # the cap on the default stop rule (until the plateau)
@@ -98,12 +100,9 @@ class Work:
         cached = self.hashes.get(str(path))
         if cached and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
             return cached[2]
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        self.hashes[str(path)] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
-        return h.hexdigest()
+        digest = sha256_file(path)
+        self.hashes[str(path)] = [st.st_size, st.st_mtime_ns, digest]
+        return digest
 
     def content_hash(self, path: Path) -> str:
         """A file's hash, or a folder's: its files' names and hashes."""
@@ -215,12 +214,7 @@ def plan_models(plate: dict[str, int], face: dict[str, int], bank: str) -> tuple
 
 def _graph_ids(spec: api.GraphSpec) -> tuple[str, list[str], str]:
     """The graph's plate (its only Decode), its Swap nodes and its output (its only Encode)."""
-    nodes = spec.document.get("nodes") or {}
-    by_type: dict[str, list[str]] = {}
-    for nid, n in nodes.items():
-        if isinstance(n, dict):
-            by_type.setdefault(str(n.get("type")), []).append(nid)
-    decodes, swaps, encodes = by_type.get("Decode", []), by_type.get("Swap", []), by_type.get("Encode", [])
+    decodes, swaps, encodes = (spec.nodes_of_type(t) for t in ("Decode", "Swap", "Encode"))
     where = spec.path or "graph"
     if len(decodes) != 1 or len(encodes) != 1 or not swaps:
         raise UsageError(f"{where}: swap needs a graph with one Decode (the plate), one Encode (the output) and a "
@@ -304,7 +298,7 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
                 api.preview(extract, "crops", first, output="crops").save(work / "preview_crops.png")
             except SwapgraphError:
                 pass  # no face on that frame: the previews are a courtesy
-        counts = bucket_counts(dest)
+        counts = result.counts[side] = bucket_counts(dest)
         if not sum(counts.values()):
             shutil.rmtree(dest, ignore_errors=True)
             what = "the plate" if side == "plate" else "the face material"
@@ -313,7 +307,8 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
         state.record(f"extract {side}", key, faces=sum(counts.values()))
         stage(f"extract {side}", "ran")
     for side in sides:
-        result.counts[side] = bucket_counts(result.facesets[side])
+        if side not in result.counts:  # extracted before: counted from its faceset
+            result.counts[side] = bucket_counts(result.facesets[side])
         line(f"{side}: {_describe(result.counts[side])} in {result.facesets[side]}")
     for side, source in (("plate", plate), ("face", face)):
         n = sum(result.counts[side].values())

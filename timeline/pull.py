@@ -201,8 +201,7 @@ def plan_pull(timeline: Path, *, select: Sequence[str], graph: Path | str, out: 
 
 def plate_node(spec: api.GraphSpec, plate: str | None) -> str:
     """The Decode node that reads the cut's media: ``plate``, else the graph's only Decode."""
-    nodes = spec.document.get("nodes") or {}
-    decodes = [nid for nid, n in nodes.items() if isinstance(n, dict) and n.get("type") == "Decode"]
+    decodes = spec.nodes_of_type("Decode")
     if plate is not None:
         if plate not in decodes:
             raise ArgumentError("plate", repr(plate), "not a Decode node of the graph; its Decode nodes: "
