@@ -63,6 +63,11 @@ def _feature_mask(landmarks: np.ndarray, frame_from_crop: np.ndarray, size: int)
     return cv2.dilate(mask, np.ones((7, 7), np.uint8)) * 255
 
 
+def min_faces(val_faces: int) -> int:
+    """The faces a faceset (or a bucket of it) needs to train: the held-out ones and 8 to learn from."""
+    return val_faces + 8
+
+
 def load_faceset(folder: Path, device: torch.device, bucket: str | None, val_faces: int, seed: int) -> FaceData:
     """Read a faceset once; hold out ``val_faces`` faces chosen by ``seed`` for validation.
 
@@ -73,9 +78,9 @@ def load_faceset(folder: Path, device: torch.device, bucket: str | None, val_fac
     if bucket is not None and bucket not in BUCKETS:
         raise UsageError(f"bucket {bucket!r}: unknown; choose from {', '.join(BUCKETS)}")
     records = [r for r in read_faceset(folder) if bucket is None or r["bucket"] == bucket]
-    if len(records) < val_faces + 8:
+    if len(records) < min_faces(val_faces):
         raise UsageError(f"{folder}: {len(records)} faces{f' in bucket {bucket}' if bucket else ''}; training needs "
-                         f"at least {val_faces + 8} ({val_faces} are held out for validation); extract more")
+                         f"at least {min_faces(val_faces)} ({val_faces} are held out for validation); extract more")
     info = json.loads((folder / FACESET_INFO).read_text()) if (folder / FACESET_INFO).is_file() else {}
     crops, masks, features = [], [], []
     for r in records:
