@@ -36,9 +36,11 @@ def animate_photo(photo: np.ndarray, frames: int, size: tuple[int, int] = (512, 
     return out
 
 
-def write_clip(path: Path, frames: np.ndarray, fps: int = 25, *, codec: str = "libx264",
-               audio: bool = True, pix_fmt: str = "yuv420p", options: dict | None = None) -> Path:
-    """Write RGB uint8 frames (N, H, W, 3) as a video, with a 440 Hz AAC tone when ``audio``.
+def write_clip(path: Path, frames: np.ndarray, fps: int | Fraction = 25, *, codec: str = "libx264",
+               audio: bool = True, pix_fmt: str = "yuv420p", options: dict | None = None,
+               timecode: str | None = None) -> Path:
+    """Write RGB uint8 frames (N, H, W, 3) as a video, with a 440 Hz AAC tone when ``audio``;
+    ``timecode``: the file's start timecode (a tmcd track in .mov/.mp4, a tag in .mkv).
 
     Source material for the demo and the tests, not swapgraph output.
     """
@@ -47,6 +49,8 @@ def write_clip(path: Path, frames: np.ndarray, fps: int = 25, *, codec: str = "l
         vs = c.add_stream(codec, rate=fps)
         vs.width, vs.height = frames.shape[2], frames.shape[1]
         vs.pix_fmt = pix_fmt
+        if timecode:
+            vs.metadata["timecode"] = timecode
         vs.codec_context.options = options or ({"crf": "18", "preset": "veryfast"} if codec == "libx264" else {})
         a = None
         if audio:

@@ -200,20 +200,9 @@ def write_numbered_clip(path: Path, frames: int, *, fps=25, timecode: str | None
     (a tmcd track in .mov/.mp4, a tag in .mkv). ffv1 in bgr0 is lossless from RGB."""
     from fractions import Fraction
 
-    pix_fmt = {"ffv1": "bgr0", "prores_ks": "yuv422p10le"}.get(codec, "yuv420p")
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        s.width, s.height = size
-        s.pix_fmt = pix_fmt
-        if timecode:
-            s.metadata["timecode"] = timecode
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(numbered_frame(i, size, tint), format="rgb24").reformat(format=pix_fmt)
-            for packet in s.encode(frame):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-    return path
+    pictures = np.stack([numbered_frame(i, size, tint) for i in range(frames)])
+    return write_clip(path, pictures, Fraction(fps).limit_denominator(1001), codec=codec, audio=False,
+                      pix_fmt={"ffv1": "bgr0", "prores_ks": "yuv422p10le"}.get(codec, "yuv420p"), timecode=timecode)
 
 
 # A head turned from a frontal photo, for orientation-bucket tests: a cylinder rotation and
