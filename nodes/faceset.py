@@ -20,7 +20,7 @@ from pydantic import Field
 
 from swapgraph.runtime.errors import ArgumentError, UsageError
 from swapgraph.runtime.images import frames_to_rgb8
-from swapgraph.runtime.files import publish, temp_path_for
+from swapgraph.runtime.files import Kind, OutputLocks, publish, replace_problem, temp_path_for, write_folder_marker
 from swapgraph.runtime.node import NodeSchema, OutputPath, Params, Port, RunContext, Sink
 from swapgraph.runtime.provenance import swapgraph_version, versions
 
@@ -107,7 +107,12 @@ class WriteFaceset(Sink):
                 "graph": {"name": ctx.graph_name, "hash": ctx.graph_hash}, "versions": versions(),
                 "params": ctx.summary.get("params"), "stats": ctx.summary.get("stats")}
         (self.temp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        publish(self.temp, self.final)
+        write_folder_marker(self.temp, "faceset", [p.name for p in self.temp.iterdir()])
+        ctx.publication.stage(self.temp, self.final)
+
+    @classmethod
+    def output_kind(cls, params: Params, name: str) -> Kind:
+        return "folder"
 
     def abort(self) -> None:
         lines = getattr(self, "lines", None)
@@ -182,6 +187,15 @@ def filter_faceset(folder: Path, out: Path, *, buckets: set[str] | None = None, 
     folder, out = Path(folder), Path(out)
     if out.resolve() == folder.resolve():
         raise ArgumentError("out", str(out), "the same folder as the faceset; write the filtered faceset elsewhere")
+    problem = replace_problem(out, "folder", inputs=[folder])
+    if problem is not None:
+        raise ArgumentError("out", str(out), problem)
+    with OutputLocks([out]):
+        return _filter_into(folder, out, buckets, min_sharpness, min_change)
+
+
+def _filter_into(folder: Path, out: Path, buckets: set[str] | None, min_sharpness: float,
+                 min_change: float) -> tuple[int, int]:
     unknown = (buckets or set()) - set(BUCKETS)
     if unknown:
         raise ArgumentError("bucket", ", ".join(sorted(unknown)), f"unknown; choose from {', '.join(BUCKETS)}")
@@ -212,6 +226,7 @@ def filter_faceset(folder: Path, out: Path, *, buckets: set[str] | None = None, 
                      "filtered_from": str(folder), "filter": {"buckets": sorted(buckets) if buckets else None,
                                                               "min_sharpness": min_sharpness, "min_change": min_change}})
         (temp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        write_folder_marker(temp, "faceset", [p.name for p in temp.iterdir()])
         publish(temp, out)
     finally:
         shutil.rmtree(temp, ignore_errors=True)

@@ -38,6 +38,7 @@ Metrics, each computed where the plate has a face (its 478 landmarks):
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,7 +50,8 @@ from pydantic import Field, model_validator
 from swapgraph.runtime.images import frames_to_rgb8
 from swapgraph.runtime.node import NodeSchema, OutputPath, Params, PathRole, Port, RunContext, Sink
 from swapgraph.runtime.ports import Frames
-from swapgraph.runtime.files import atomic_path, write_json_atomic
+from swapgraph.runtime.files import PNG_SOFTWARE_KEY, temp_path_for
+from swapgraph.runtime.provenance import swapgraph_version
 
 from .color import EXCLUDED
 from .identity import FaceDescriber, References, load_references
@@ -257,7 +259,8 @@ def summarise(frames: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def plot_report(frames: list[dict[str, Any]], out: Path) -> None:
-    """Per-frame curves of every metric in one PNG (identity only when it was measured)."""
+    """Per-frame curves of every metric in one PNG at ``out`` (identity only when it was
+    measured), saying swapgraph made it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -284,8 +287,7 @@ def plot_report(frames: list[dict[str, Any]], out: Path) -> None:
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("frame")
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp)
+    fig.savefig(out, format="png", metadata={PNG_SOFTWARE_KEY: f"swapgraph {swapgraph_version()}"})
     plt.close(fig)
 
 
@@ -355,9 +357,21 @@ class QualityReport(Sink):
 
     def commit(self, ctx: RunContext) -> None:
         path = Path(self.params.path)
-        doc = {**self.report(), "graph": {"name": ctx.graph_name, "hash": ctx.graph_hash}}
-        write_json_atomic(path, doc)
-        plot_report(self.frames, path.with_suffix(".png"))
+        doc = {"generator": f"swapgraph {swapgraph_version()}", **self.report(),
+               "graph": {"name": ctx.graph_name, "hash": ctx.graph_hash}}
+        self.temps = [temp_path_for(path), temp_path_for(path.with_suffix(".png"))]
+        self.temps[0].write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+        plot_report(self.frames, self.temps[1])
+        ctx.publication.stage(self.temps[0], path)
+        ctx.publication.stage(self.temps[1], path.with_suffix(".png"))
+
+    @classmethod
+    def extra_outputs(cls, params: Params, name: str) -> list[Path]:
+        return [Path(params.path).with_suffix(".png")]
+
+    def abort(self) -> None:
+        for temp in getattr(self, "temps", []):
+            temp.unlink(missing_ok=True)
 
     def stats(self) -> dict[str, Any]:
         frames = getattr(self, "frames", None)

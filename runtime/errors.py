@@ -72,6 +72,11 @@ class MediaError(SwapgraphError, OSError):
     """A media file that cannot be read or written."""
 
 
+class OutputError(SwapgraphError, OSError):
+    """An output path swapgraph may not write: something it did not make stands there, an
+    input is in the way, or another run is writing it. Refused before anything runs."""
+
+
 class NodeError(SwapgraphError, RuntimeError):
     """A node failed while running; names the node and what to do."""
 

@@ -27,8 +27,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from . import interrupts
 from .devices import resolve_device
 from .errors import Cancelled, NodeError, SwapgraphError
+from .files import OutputLocks
 from .graph.model import Graph
 from .node import Node, RunContext, Sink, Source
 from .ports import PortType, move
@@ -178,8 +180,10 @@ class Executor:
         opened get nothing; a node whose own ``open`` raised cleans up after itself.
         """
         opened: list[Node] = []
+        outputs = [p for n in self.nodes.values() if isinstance(n, Sink) for p in n.output_paths()]
         try:
-            return self._run(opened)
+            with OutputLocks(outputs):
+                return self._run(opened)
         except KeyboardInterrupt:
             abort_nodes(opened)
             raise Cancelled("run cancelled; no output was written") from None
@@ -309,9 +313,16 @@ class Executor:
             "batch_size": self.ctx.batch_size,
         }
         outputs: list[Path] = []
-        for nid in g.order:
-            node = self.nodes[nid]
-            node.commit(self.ctx)
-            if isinstance(node, Sink):
-                outputs.extend(node.output_paths())
+        # the commit phase: every sink stages its outputs, then all are renamed together; a
+        # signal now waits for the renames, so the outputs appear all or none
+        with interrupts.held() as held:
+            for nid in g.order:
+                node = self.nodes[nid]
+                node.commit(self.ctx)
+                if isinstance(node, Sink):
+                    outputs.extend(node.output_paths())
+            self.ctx.publication.commit()
+        if held.signal is not None:
+            raise Cancelled("cancelled as the run finished; its outputs were written whole: "
+                            + ", ".join(map(str, outputs)))
         return RunResult(frames, seconds, dict(self.node_seconds), outputs, stats)

@@ -46,11 +46,14 @@ def frames_to_rgb8(pixels: torch.Tensor) -> np.ndarray:
 
 
 def encode_png(image: torch.Tensor) -> bytes:
-    """One RGB image (3, H, W) in [0, 1] as the bytes of an 8-bit PNG."""
+    """One RGB image (3, H, W) in [0, 1] as the bytes of an 8-bit PNG that says swapgraph
+    made it (``provenance.png_metadata``)."""
     from PIL import Image
 
+    from .provenance import png_metadata
+
     buffer = io.BytesIO()
-    Image.fromarray(frames_to_rgb8(image[None])[0]).save(buffer, format="PNG")
+    Image.fromarray(frames_to_rgb8(image[None])[0]).save(buffer, format="PNG", pnginfo=png_metadata())
     return buffer.getvalue()
 
 

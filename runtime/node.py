@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from .files import Kind, Publication
 from .ports import PortType
 
 Device = Literal["cpu", "cuda"]
@@ -113,6 +114,8 @@ class RunContext:
     graph_path: Path | None = None
     #: filled by the executor before sinks commit: per-node seconds, counts, params
     summary: dict[str, Any] = field(default_factory=dict)
+    #: where sinks stage their outputs in ``commit``; the executor renames them all together
+    publication: Publication = field(default_factory=Publication)
 
 
 def parse_frame_range(text: str) -> tuple[int, int | None]:
@@ -178,6 +181,18 @@ class Node:
         return [Path(getattr(self.params, n)) for n, r in self.params.path_fields().items()
                 if r == "output" and getattr(self.params, n) is not None]
 
+    @classmethod
+    def output_kind(cls, params: Params, name: str) -> Kind:
+        """Whether output path param ``name`` names a file or a folder with these params
+        (``validate`` refuses the wrong kind, or anything swapgraph did not make, there)."""
+        return "file"
+
+    @classmethod
+    def extra_outputs(cls, params: Params, name: str) -> list[Path]:
+        """Files written beside output path param ``name`` (a sidecar, a plot), checked
+        and locked with it."""
+        return []
+
     # --- run ------------------------------------------------------------------------
     def open(self, ctx: RunContext) -> None:
         """Called once before the first batch."""
@@ -190,7 +205,8 @@ class Node:
         """After the last batch (flush encoders); nothing final is written yet."""
 
     def commit(self, ctx: RunContext) -> None:
-        """The whole run succeeded: move outputs to their final names."""
+        """The whole run succeeded: complete the outputs at their temporary names and stage
+        each in ``ctx.publication``; the executor renames every sink's together."""
 
     def abort(self) -> None:
         """The run failed or was cancelled: remove anything this node wrote."""

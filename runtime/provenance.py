@@ -35,6 +35,20 @@ def container_metadata() -> dict[str, str]:
     }
 
 
+def png_metadata():
+    """The text chunks of every PNG swapgraph writes: the container tags, and ``Software``
+    naming swapgraph (how a later run knows the file is its own to replace)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from .files import PNG_SOFTWARE_KEY
+
+    meta = PngInfo()
+    meta.add_text(PNG_SOFTWARE_KEY, f"swapgraph {swapgraph_version()}")
+    for key, value in container_metadata().items():
+        meta.add_text(key, value)
+    return meta
+
+
 def versions() -> dict[str, str]:
     found = {"swapgraph": swapgraph_version(), "python": platform.python_version()}
     for name in ("torch", "kornia", "av", "numpy", "mediapipe", "pydantic"):

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import functools
 import io
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -19,11 +20,11 @@ import av
 from pydantic import Field, field_validator
 
 from swapgraph.runtime.errors import MediaError, NodeError, ParamError
-from swapgraph.runtime.files import publish, temp_path_for, write_json_atomic
+from swapgraph.runtime.files import Kind, temp_path_for, write_folder_marker
 from swapgraph.runtime.images import frames_to_rgb8, tensor_to_rgb
 from swapgraph.runtime.node import Issue, NodeSchema, OutputPath, Params, Port, RunContext, Sink
 from swapgraph.runtime.ports import Audio, Frames, VideoInfo
-from swapgraph.runtime.provenance import container_metadata, sidecar_document, sidecar_path
+from swapgraph.runtime.provenance import container_metadata, png_metadata, sidecar_document, sidecar_path
 from swapgraph.runtime.timecode import TIMECODE_FORM, advance_timecode, timecode_problem
 
 from .audio import AudioMuxer
@@ -201,18 +202,16 @@ class ImageSequenceWriter:
 
     def write(self, frames: Frames) -> None:
         from PIL import Image
-        from PIL.PngImagePlugin import PngInfo
 
-        meta = PngInfo()
-        for key, value in container_metadata().items():
-            meta.add_text(key, value)
+        meta = png_metadata()
         with disk_errors(self.final):
             for arr, n in zip(frames_to_rgb8(frames.pixels), frames.index):
                 Image.fromarray(arr).save(self.temp / f"{n:06d}.png", pnginfo=meta, compress_level=1)
                 self.frames_written += 1
 
     def close(self) -> None:
-        pass
+        with disk_errors(self.final):
+            write_folder_marker(self.temp, "png-sequence", [p.name for p in self.temp.iterdir()])
 
     def discard(self) -> None:
         shutil.rmtree(self.temp, ignore_errors=True)
@@ -346,8 +345,12 @@ class Encode(Sink):
                                    "frames_written": self.writer.frames_written,
                                    "codec": p.codec, "audio": self.writer.audio_mode_used,
                                    "timecode": self.timecode})
-        write_json_atomic(sidecar_path(self.final), doc)
-        publish(self.writer.temp, self.final)
+        side = sidecar_path(self.final)
+        self.sidecar_temp = temp_path_for(side)
+        with disk_errors(side):
+            self.sidecar_temp.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+        ctx.publication.stage(self.writer.temp, self.final)
+        ctx.publication.stage(self.sidecar_temp, side)
 
     def chunk_refusal(self) -> str | None:
         if self.params.codec == "png":
@@ -373,10 +376,21 @@ class Encode(Sink):
 
         return join_video_chunks(chunks, out)
 
+    @classmethod
+    def output_kind(cls, params: Params, name: str) -> Kind:
+        return "folder" if params.codec == "png" else "file"
+
+    @classmethod
+    def extra_outputs(cls, params: Params, name: str) -> list[Path]:
+        return [sidecar_path(Path(params.path))]
+
     def abort(self) -> None:
         writer = getattr(self, "writer", None)
         if writer is not None:
             writer.discard()
+        sidecar_temp = getattr(self, "sidecar_temp", None)
+        if sidecar_temp is not None:
+            sidecar_temp.unlink(missing_ok=True)
 
     def stats(self) -> dict[str, Any]:
         writer = getattr(self, "writer", None)

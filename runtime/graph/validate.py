@@ -16,7 +16,7 @@ import networkx as nx
 from pydantic import ValidationError
 
 from ..errors import GraphValidationError, did_you_mean, did_you_mean_or_list
-from ..files import can_write, nearest_existing
+from ..files import can_write, nearest_existing, replace_problem
 from ..node import Issue
 from ..ports import is_compatible
 from ..registry import Registry
@@ -240,7 +240,10 @@ def _path_params(bound: Mapping[str, BoundNode], role: str):
 def _check_paths(bound: Mapping[str, BoundNode], issues: list[Issue]) -> None:
     inputs: dict[Path, str] = {}
     for where, ref, p in _path_params(bound, "input"):
-        if not p.exists():
+        problem = _path_problem(p)
+        if problem is not None:
+            issues.append(Issue(where, problem, "shorten the path or the file name"))
+        elif not p.exists():
             issues.append(Issue(where, f"input file {str(p)!r} does not exist",
                                 "check the path (relative paths are relative to the graph file)"))
         elif not os.access(p, os.R_OK):
@@ -248,17 +251,51 @@ def _check_paths(bound: Mapping[str, BoundNode], issues: list[Issue]) -> None:
         else:
             inputs[p.resolve()] = ref
     outputs: dict[Path, str] = {}
-    for where, ref, p in _path_params(bound, "output"):
-        p = p.resolve()
-        if p in inputs:
-            issues.append(Issue(where, f"output {str(p)!r} is also the input {inputs[p]}",
-                                "write the output to a new file; swapgraph never overwrites its inputs"))
-        if p in outputs:
-            issues.append(Issue(where, f"output {str(p)!r} is also written by {outputs[p]}",
-                                "give each output its own path"))
-        outputs[p] = ref
-        folder = nearest_existing(p.parent)
-        if not can_write(folder):
-            issues.append(Issue(where, f"output folder {str(p.parent)!r} is not writable"
-                                + ("" if folder == p.parent else f" (nearest existing folder {str(folder)!r})"),
-                                "choose a folder you can write to"))
+    for node_id, node in bound.items():
+        if node.params is None:
+            continue
+        for name, role in node.params.path_fields().items():
+            value = getattr(node.params, name)
+            if value is None or role != "output":
+                continue
+            where = f"node {node_id!r} ({node.cls.type_name()}) param {name!r}"
+            problem = _path_problem(Path(value))
+            if problem is not None:
+                issues.append(Issue(where, problem, "shorten the path or the file name"))
+                continue
+            p = Path(value).resolve()
+            clash = next((ref for given, ref in inputs.items() if given == p), None)
+            if clash is not None:
+                issues.append(Issue(where, f"output {str(p)!r} is also the input {clash}",
+                                    "write the output to a new file; swapgraph never overwrites its inputs"))
+                continue
+            kind = node.cls.output_kind(node.params, name)
+            found = None  # one issue per output: its first problem
+            for target in [p, *(Path(x).resolve() for x in node.cls.extra_outputs(node.params, name))]:
+                if target in outputs:
+                    found = found or Issue(where, f"output {str(target)!r} is also written by {outputs[target]}",
+                                           "give each output its own path")
+                outputs[target] = f"{node_id}.{name}"
+                problem = replace_problem(target, kind if target == p else "file", inputs=inputs)
+                if problem is not None and found is None:
+                    text, _, fix = problem.partition("; ")
+                    found = Issue(where, text, fix)
+            if found is not None:
+                issues.append(found)
+                continue
+            folder = nearest_existing(p.parent)
+            if not can_write(folder):
+                issues.append(Issue(where, f"output folder {str(p.parent)!r} is not writable"
+                                    + ("" if folder == p.parent else f" (nearest existing folder {str(folder)!r})"),
+                                    "choose a folder you can write to"))
+
+
+def _path_problem(path: Path) -> str | None:
+    """A path the system cannot hold: a name over 255 bytes, or the whole over PATH_MAX."""
+    text = str(path)
+    if len(os.fsencode(text)) >= 4096:
+        return f"the path is {len(text)} characters long, over the system's limit of 4095"
+    for part in path.parts:
+        if len(os.fsencode(part)) > 255:
+            return f"the file name {part[:40]!r}... is {len(part)} characters long, over the system's limit of 255"
+    return None

@@ -33,7 +33,7 @@ EXPECTED = {
     "unknown_param": ("param 'crff': unknown param; fix: did you mean 'crf'?", "out"),
     "input_missing": ("no_such_clip.mp4' does not exist", "plate"),
     "input_unreadable": ("not a readable video", "plate"),
-    "output_not_writable": ("is not writable", "out"),
+    "output_not_writable": ("is a file, not a folder", "out"),
     "output_is_input": ("is also the input plate.path", "out"),
 }
 

@@ -175,7 +175,7 @@ class TestEncode:
     def test_a_png_sequence_has_it_in_its_sidecar_only(self, clips, tmp_path):
         out = tmp_path / "frames"
         api.run(api.load(transcode(clips["pal"], out, codec="png")), frames=(8, 9))
-        assert sorted(p.name for p in out.iterdir()) == ["000008.png", "000009.png"]
+        assert sorted(p.name for p in out.glob("[!.]*")) == ["000008.png", "000009.png"]
         assert json.loads(sidecar_path(out).read_text())["timecode"] == "01:00:00:08"
 
     def test_bad_text_is_refused_by_validation(self, clips, tmp_path):

@@ -83,7 +83,7 @@ class TestRoundTrip:
         out = tmp_path / "seq"
         assert transcode(cli, clip, out, "--set", "out.codec=png", "--frames", "5-9").code == 0
         names = sorted(p.name for p in out.iterdir())
-        assert names == [f"{i:06d}.png" for i in range(5, 10)]
+        assert names == [".swapgraph-output.json", *(f"{i:06d}.png" for i in range(5, 10))]  # the frames, and the marker
         from PIL import Image
 
         img = Image.open(out / "000007.png")
