@@ -23,12 +23,13 @@ from swapgraph.runtime.preview import PreviewCache
 
 from .graphs import FileParam, GraphSpec, file_params, issue_subject, load, presets, save_graph, validate
 from .nodes import graph_schema, node_origin, node_types, parse_frames
-from .render import chunk_job, connect_farm, join_chunks, plan_render, render
+from .outputs import check_output, graph_inputs, stop_on_signals
+from .render import chunk_job, clean_chunks, connect_farm, join_chunks, plan_render, render
 from .run import MediaInfo, Preview, RunReport, ShotInfo, media_info, preview, preview_cache, run, run_chunk, shot_info
 from .training import TrainConfig, faceset_buckets, faceset_summary, filter_faceset, parse_batch_schedule, train
 
 __all__ = ["CancelToken", "ChunkJob", "DEFAULT_CHUNK_SIZE", "FileParam", "GraphSpec", "MediaInfo", "Preview", "PreviewCache",
-           "RenderPlan", "RunReport", "ShotInfo", "TrainConfig", "chunk_job", "connect_farm", "faceset_buckets", "faceset_summary", "file_params",
-           "filter_faceset", "graph_schema", "issue_subject", "join_chunks", "load", "media_info", "node_origin", "node_types",
+           "RenderPlan", "RunReport", "ShotInfo", "TrainConfig", "check_output", "chunk_job", "clean_chunks", "connect_farm", "faceset_buckets", "faceset_summary", "file_params",
+           "filter_faceset", "graph_inputs", "graph_schema", "issue_subject", "join_chunks", "load", "media_info", "node_origin", "node_types",
            "parse_batch_schedule", "parse_frames", "plan_render", "presets", "preview", "preview_cache", "render",
-           "run", "run_chunk", "save_graph", "shot_info", "train", "validate"]
+           "run", "run_chunk", "save_graph", "shot_info", "stop_on_signals", "train", "validate"]

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from swapgraph.farm.cluster import ChunkFailed, Farm, connect, progress_reporter, render as render_plan, worker_address
-from swapgraph.farm.join import join_chunks as join_folder
+from swapgraph.farm.join import clean_chunks as clean_folder, join_chunks as join_folder
 from swapgraph.farm.plan import DEFAULT_CHUNK_SIZE, ChunkJob, RenderPlan, make_plan
-from swapgraph.runtime.errors import SwapgraphError
+from swapgraph.runtime.errors import Cancelled, SwapgraphError
 from swapgraph.runtime.executor import CancelToken
 
 from .graphs import GraphSpec, load
@@ -60,6 +60,8 @@ def chunk_task(job: ChunkJob, cpus: int | None, run_id: str) -> dict[str, Any]:
         manifest = run_chunk(job, cpus=cpus, run_id=run_id,
                              progress=progress_reporter(run_id, f"{job.first}-{job.last}")).manifest
         failure = None
+    except Cancelled:
+        raise  # a stop, not a failure: never retried
     except SwapgraphError as exc:
         failure = ChunkFailed(worker, str(exc), exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - every failure reaches the render as one line
@@ -79,6 +81,12 @@ def chunk_job(spec: GraphSpec | str | Path, *, frames: tuple[int, int], manifest
     graph = load(spec).graph()
     document = {**graph.document, "name": graph.name}
     return ChunkJob(document, graph.path, frames[0], frames[1], Path(manifest), render_frames, batch_size, device, node)
+
+
+def clean_chunks(chunks: Path) -> int:
+    """Delete what a render wrote in its chunks folder (the files its manifests name, and the
+    folder when nothing else is left); returns the files deleted."""
+    return clean_folder(Path(chunks))
 
 
 def join_chunks(chunks: Path, out: Path) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -151,9 +150,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.clean:
-        import shutil
-
-        shutil.rmtree(plan.chunks_dir, ignore_errors=True)
+        api.clean_chunks(plan.chunks_dir)
     if not args.quiet:
         print(f"done: {result['frames']} frames from {result['chunks']} chunks ({result['chunks_run']} run, "
               f"{result['chunks_skipped']} already done, {result['retries']} retried); audio: "
@@ -174,8 +171,13 @@ def cmd_join(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     from swapgraph import api
 
-    view = api.preview(_spec(args), args.node, args.frame, device=args.device)
-    out = view.save(Path(args.output or f"{Path(args.graph).stem}.{args.node}.{args.frame:06d}.png"))
+    spec = _spec(args)
+    out = Path(args.output or f"{Path(args.graph).stem}.{args.node}.{args.frame:06d}.png")
+    if out.suffix.lower() != ".png":
+        raise ArgumentError("output", str(out), "a preview is a PNG; give the file a .png name")
+    api.check_output(out, "file", argument="output", inputs=api.graph_inputs(spec))
+    view = api.preview(spec, args.node, args.frame, device=args.device)
+    out = view.save(out)
     print(f"wrote {out}")
     return 0
 
@@ -257,11 +259,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--{flag} {value}: must be positive")
     cfg = api.TrainConfig(a=Path(args.a), b=Path(args.b), out=Path(args.out), preset=args.preset, bucket=args.bucket,
                       batch_schedule=schedule, steps=args.steps, minutes=args.minutes,
-                      until_plateau=args.until == "plateau", resume=args.resume, seed=args.seed, device=args.device,
-                      lr=args.lr, mask=args.mask, render=args.render, feature_weight=args.feature_weight,
+                      until_plateau=args.until == "plateau", resume=args.resume, force=args.force, seed=args.seed,
+                      device=args.device, lr=args.lr, mask=args.mask, render=args.render, feature_weight=args.feature_weight,
                       detail_weight=args.detail_weight, warp=args.warp, compile=args.compile, val_every=args.val_every,
                       preview_every=args.preview_every, checkpoint_every=args.checkpoint_every, quiet=args.quiet)
-    summary = api.train(cfg)
+    try:
+        summary = api.train(cfg)
+    except api.training.NamesSettings as exc:  # its fix names settings: spell them as this command's flags
+        print(f"error: {exc.as_flag()}", file=sys.stderr)
+        return exc.exit_code
     est = f"; {summary['estimate']}" if "estimate" in summary else ""
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s: validation {summary['val']:.4f}{est}")
     print(f"model: {cfg.out}  (loss plot {cfg.out / 'loss.png'}, previews {cfg.out / 'previews'})")
@@ -409,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--node", help="the Encode node to render (when the graph has several)")
     sp.add_argument("--chunks", metavar="DIR", help="folder for chunk files and manifests (default OUT.chunks)")
     sp.add_argument("--retries", type=int, default=2, metavar="N", help="times a failed chunk is retried")
-    sp.add_argument("--clean", action="store_true", help="delete the chunks folder after a successful join")
+    sp.add_argument("--clean", action="store_true", help="after a successful join, delete the chunk files the manifests name "
+                    "(and the chunks folder when nothing else is left in it)")
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where nodes run (default: the graph's)")
     sp.add_argument("--batch-size", type=int, metavar="N", help="frames per batch (default: the graph's)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -471,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--until", metavar="plateau", help="stop when training half as long again would gain under 1%% of the validation "
                                                     "score (95%% bound), not before step 3000")
     sp.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    sp.add_argument("--force", action="store_true", help="replace the earlier run in --out (only the files the "
+                                                         "trainer wrote there; anything else in it is refused)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sp.add_argument("--lr", type=float, default=recipe["lr"].default, help="Adam learning rate (default %(default)s)")
@@ -582,14 +591,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sigterm(signum, frame):  # SIGTERM stops like Ctrl-C: cleanly, nothing left at final paths
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    signal.signal(signal.SIGTERM, _sigterm)
+    from swapgraph import api
+
+    api.stop_on_signals()  # SIGTERM stops like Ctrl-C: cleanly, nothing left at final paths
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "batch_size", None) is not None and not 1 <= args.batch_size <= 1024:
@@ -621,5 +628,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The ``swapgraph`` program: ``main``, then exit with its code.
+
+    A cancelled command has removed what it wrote by the time ``main`` returns; it then
+    leaves at once (``os._exit``), without the interpreter's teardown, where a native
+    thread pool still winding down after the interrupt (seen as ``terminate called
+    without an active exception``) could abort the process and turn exit code 130 into
+    a crash."""
+    code = main()
+    if code == 130:
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from swapgraph.runtime.errors import ArgumentError, Cancelled, SwapgraphError, UsageError
-from swapgraph.runtime.files import remove
+from swapgraph.runtime.files import OutputLocks, folder_marker, remove, write_folder_marker
 from swapgraph.runtime.provenance import sidecar_path
 
 from .join import join_chunks
@@ -250,7 +250,17 @@ def render(plan: RenderPlan, task: Callable[[ChunkJob, int | None, str], dict[st
     _check_workers(workers, scheduler)
     if retries < 0:
         raise ArgumentError("retries", str(retries), "expected 0 or more")
+    with OutputLocks([plan.chunks_dir]):  # one render per chunks folder at a time
+        return _render(plan, task, workers=workers, scheduler=scheduler, retries=retries, on_progress=on_progress,
+                       log=log, cancel=cancel, farm=farm)
+
+
+def _render(plan: RenderPlan, task: Callable[[ChunkJob, int | None, str], dict[str, Any]], *,
+            workers: int | None, scheduler: str | None, retries: int, on_progress: Callable[[int, int], None] | None,
+            log: Callable[[str], None], cancel: Any, farm: Farm | None) -> dict[str, Any]:
     plan.chunks_dir.mkdir(parents=True, exist_ok=True)
+    if folder_marker(plan.chunks_dir) is None:
+        write_folder_marker(plan.chunks_dir, "chunks")  # its files are the ones its manifests name
     for stale in plan.chunks_dir.glob(".chunk-*.partial-*"):  # left by a killed run
         remove(stale)
     # chunks of another plan (another chunk size or range, or another graph): the render owns

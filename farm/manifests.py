@@ -17,6 +17,7 @@ from typing import Any
 
 from swapgraph.runtime.errors import UsageError
 from swapgraph.runtime.files import write_json_atomic
+from swapgraph.runtime.graph.load import parse_json
 from swapgraph.runtime.graph.model import Graph
 
 MANIFEST_VERSION = 2
@@ -67,12 +68,50 @@ def write_manifest(path: Path, graph: Graph, node: str, record: dict[str, Any], 
     return doc
 
 
-def read_manifest(path: Path) -> dict[str, Any] | None:
+def _is_frame_pair(value: Any, open_end: bool = False) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], int) and \
+        (isinstance(value[1], int) or (open_end and value[1] is None))
+
+
+def manifest_problem(doc: Any) -> str | None:
+    """Why ``doc`` (JSON data) is not a chunk manifest of this version, or None when it is one."""
+    if not isinstance(doc, dict):
+        return f"a JSON {type(doc).__name__}, not an object"
+    if doc.get("swapgraph_chunk") != MANIFEST_VERSION:
+        return f"'swapgraph_chunk' is {doc.get('swapgraph_chunk')!r}, not {MANIFEST_VERSION}"
+    for key in ("render_key", "graph_hash", "node", "node_type"):
+        if not isinstance(doc.get(key), str):
+            return f"no {key!r} text"
+    if not _is_frame_pair(doc.get("frames")):
+        return "'frames' is not [first, last]"
+    if doc.get("render_frames") is not None and not _is_frame_pair(doc["render_frames"], open_end=True):
+        return "'render_frames' is not [first, last]"
+    files = doc.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("name"), str)
+                                              and isinstance(f.get("sha256"), str) for f in files):
+        return "'files' is not a list of {name, sha256}"
+    if not isinstance(doc.get("record"), dict):
+        return "no 'record' object"
+    return None
+
+
+def _load_manifest(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the manifest, None), or (None, why the file is not one)."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return doc if isinstance(doc, dict) and doc.get("swapgraph_chunk") == MANIFEST_VERSION else None
+        doc = parse_json(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    except UnicodeDecodeError:
+        return None, "not JSON text"
+    except ValueError as exc:  # JSONProblem: its first clause says what is wrong
+        return None, str(exc).split(";")[0]
+    problem = manifest_problem(doc)
+    return (None, problem) if problem else (doc, None)
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The chunk manifest at ``path``; None when there is none, or the file is not one."""
+    return _load_manifest(path)[0]
 
 
 def manifest_files(path: Path, doc: dict[str, Any]) -> list[Path]:
@@ -97,10 +136,10 @@ def read_chunk_manifests(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
         raise UsageError(f"{folder}: no such chunks folder; give the folder the render plan names (OUT.chunks)")
     found = []
     for path in sorted(folder.glob("chunk-*.manifest.json")):
-        doc = read_manifest(path)
+        doc, problem = _load_manifest(path)
         if doc is None:
-            raise UsageError(f"{path}: not a swapgraph chunk manifest of this version; remove it or rerun that "
-                             "chunk")
+            raise UsageError(f"{path}: not a chunk manifest of this swapgraph ({problem}); fix: remove it, or rerun "
+                             "that chunk")
         found.append((path, doc))
     if not found:
         raise UsageError(f"{folder}: no chunk manifests (chunk-*.manifest.json); run the chunks first")

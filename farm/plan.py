@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from swapgraph.runtime.errors import ArgumentError, UsageError
-from swapgraph.runtime.files import can_write
+from swapgraph.runtime.files import can_write, folder_marker
 from swapgraph.runtime.graph.model import Graph
 from swapgraph.runtime.graph.overrides import parse_override
 from swapgraph.runtime.graph.validate import validate_graph
@@ -169,6 +170,21 @@ def _absolute_overrides(graph: Graph, overrides: Sequence[str]) -> list[str]:
     return out
 
 
+def chunks_folder_problem(folder: Path, inputs: Sequence[Path] = ()) -> str | None:
+    """Why a render may not keep its chunks in ``folder``, or None: it must be new, empty,
+    or a chunks folder swapgraph made (its marker), and hold no input."""
+    folder = Path(os.path.abspath(folder))
+    for given in inputs:
+        if Path(os.path.abspath(given)).is_relative_to(folder):
+            return f"{folder} holds the input {given}; give the render a chunks folder of its own"
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file; give the render a new or empty chunks folder (the default is OUT.chunks)"
+    if folder.is_dir() and folder_marker(folder) is None and any(folder.iterdir()):
+        return (f"{folder} holds files swapgraph did not write; give the render a new or empty chunks folder "
+                "(the default is OUT.chunks)")
+    return None
+
+
 def make_plan(doc: Mapping[str, Any], graph_path: Path | None, overrides: Sequence[str], out: Path, *,
               chunk_size: int, node: str | None = None, frames: tuple[int, int | None] | None = None,
               batch_size: int | None = None, device: str | None = None, chunks_dir: Path | None = None) -> RenderPlan:
@@ -200,6 +216,9 @@ def make_plan(doc: Mapping[str, Any], graph_path: Path | None, overrides: Sequen
     chunks_dir = Path(chunks_dir).resolve() if chunks_dir else out.with_name(out.name + ".chunks")
     if not can_write(chunks_dir):
         raise ArgumentError("chunks", str(chunks_dir), "cannot write there (nor make it); choose a writable folder")
+    problem = chunks_folder_problem(chunks_dir, [p for nid in graph.nodes for p in _instance(graph, nid).input_paths()])
+    if problem is not None:
+        raise ArgumentError("chunks", str(chunks_dir), problem)
     return RenderPlan(graph=graph, graph_path=graph_path, overrides=_absolute_overrides(graph, overrides), node=node,
                       out=out, chunks_dir=chunks_dir, chunks=plan_chunks(first, last, size),
                       key=render_key(graph, node, bs, device), batch_size=bs, device=device, first=first, last=last,

@@ -189,6 +189,9 @@ def plan_models(plate: dict[str, int], face: dict[str, int], bank: str) -> tuple
     """
     if bank not in BANK_CHOICES:
         raise ArgumentError("bank", bank, "expected never, auto or always")
+    for flag, value in (("steps", steps), ("minutes", minutes)):
+        if value is not None and not value > 0:
+            raise ArgumentError(flag, str(value), "must be positive (an untrained model swaps no face)")
     total = sum(plate.values()) or 1
     spanned = [b for b in BUCKETS if plate[b] and plate[b] >= SPAN_SHARE * total]
     notes = []
@@ -240,6 +243,9 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
     work = Path(work).resolve() if work else work_folder_for(out)
     if bank not in BANK_CHOICES:
         raise ArgumentError("bank", bank, "expected never, auto or always")
+    for flag, value in (("steps", steps), ("minutes", minutes)):
+        if value is not None and not value > 0:
+            raise ArgumentError(flag, str(value), "must be positive (an untrained model swaps no face)")
     if steps is None and minutes is None and not until_plateau:
         until_plateau, minutes = True, DEFAULT_MINUTES
     graph = Path(graph).resolve() if graph else api.presets()["swap.json"]
@@ -256,6 +262,9 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
     for what, folder in (("work", work), ("out", out.parent)):
         if not can_write(folder):
             raise ArgumentError(what, str(folder), "cannot write there (nor make it); choose a writable folder")
+    problem = work_folder_problem(work, [plate, face])
+    if problem is not None:
+        raise ArgumentError("work", str(work), problem)
     work.mkdir(parents=True, exist_ok=True)
     state = Work(work)
     result = SwapResult(out, work, {}, {}, {}, work, {})
@@ -396,6 +405,20 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
     result.files += [("swapped shot (synthetic media)", str(out)), ("its sidecar", str(sidecar_path(out))),
                      ("QC report", f"{report_path} (+ .png)")]
     return result
+
+
+def work_folder_problem(work: Path, inputs: Sequence[Path]) -> str | None:
+    """Why ``work`` may not be swap's work folder, or None: it must be new, empty or an
+    earlier swap's (its ``swapgraph-work.json``), and hold none of ``inputs``."""
+    for given in inputs:
+        if Path(given).resolve().is_relative_to(work):
+            return f"{work} holds {given}; give swap a work folder of its own (--work, or leave it out)"
+    if work.exists() and not work.is_dir():
+        return f"{work} is a file; give swap a new or empty work folder"
+    if work.is_dir() and not (work / WORK_FILE).is_file() and any(work.iterdir()):
+        return (f"{work} holds files swapgraph did not write; give swap a new or empty work folder, or the one an "
+                "earlier swap made")
+    return None
 
 
 def work_folder_for(out: Path) -> Path:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from .files import Kind, Publication
 from .ports import PortType
@@ -42,10 +44,34 @@ InputPath = Annotated[Path, PathRole("input")]
 OutputPath = Annotated[Path, PathRole("output")]
 
 
-class Params(BaseModel):
-    """Base of node params: unknown params are errors, values are checked on assignment."""
+def _is_number(annotation: Any) -> bool:
+    """Whether a param's type is a number: ``int``, ``float``, or an optional one."""
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(a in (int, float) for a in typing.get_args(annotation))
+    return False
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+class Params(BaseModel):
+    """Base of node params: unknown params are errors, values are checked on assignment.
+
+    Stricter than pydantic's defaults where a lax value would silently become another:
+    a boolean is not a number (``"crf": true`` is not crf 1), a float param takes no NaN
+    or infinity, and a path holds no NUL character (no file system takes one).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_values(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name
+        if isinstance(value, bool) and _is_number(cls.model_fields[name].annotation):
+            raise ValueError("a number is expected, not a boolean")
+        if isinstance(value, (str, Path)) and "\0" in str(value) and name in cls.path_fields():
+            raise ValueError("a path cannot hold a NUL character")
+        return value
 
     @classmethod
     def path_fields(cls) -> dict[str, str]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import av
 import numpy as np
@@ -34,6 +36,48 @@ def swapgraph_subprocess(*args: str | Path, **kwargs) -> subprocess.Popen:
     """``swapgraph ARGS`` as its own process (for signals, plugins and exit codes end to end)."""
     return subprocess.Popen([sys.executable, "-m", "swapgraph.cli", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+def interrupt_at_progress(args: Sequence[str | Path], sig: int, *, at: int, timeout: float = 120) -> tuple[int, str]:
+    """Run ``swapgraph ARGS`` with stderr on a terminal (so it draws its progress bar), send
+    ``sig`` once the bar shows at least ``at`` frames done, and return (exit code, what the
+    terminal showed). The signal lands where the bar says, mid-run, not after some sleep
+    that a loaded machine can outlast."""
+    import fcntl
+    import pty
+    import re
+    import select
+    import struct
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "swapgraph.cli", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=slave, close_fds=True)
+    os.close(slave)
+    shown, sent = b"", False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([master], [], [], 1)[0]:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+        done = [int(n) for n in re.findall(rb"(\d+)/\d+ \[", shown)]
+        if not sent and done and max(done) >= at:
+            proc.send_signal(sig)
+            sent = True
+    os.close(master)
+    code = proc.wait(timeout=60)
+    assert sent, f"the run ended before its progress reached {at}: {shown.decode(errors='replace')[-500:]}"
+    return code, shown.decode(errors="replace")
+
 
 def write_graph(path: Path, nodes: dict, settings: dict | None = None) -> Path:
     doc = {"version": 1, "name": path.stem, "nodes": nodes}

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from swapgraph import api
 from swapgraph.runtime.errors import ArgumentError, UsageError
 from swapgraph.farm.manifests import sha256_file
-from swapgraph.runtime.files import can_write, write_json_atomic, write_text_atomic
+from swapgraph.runtime.files import can_write, folder_marker, write_folder_marker, write_json_atomic, write_text_atomic
 from swapgraph.runtime.provenance import SYNTHETIC_STATEMENT, sidecar_path
 
 from .cut import (VIDEO_SUFFIXES, CutClip, Media, cut_clips, global_start, is_drop, media_start, parse_rule, reel_name,
@@ -309,9 +309,14 @@ def pull(timeline: Path, *, select: Sequence[str], graph: Path | str, out: Path,
                        batch_size=batch_size, device=device)
     if not can_write(out):
         raise ArgumentError("out", str(out), "cannot write there (nor make it); choose a writable folder")
+    if out.exists() and (not out.is_dir() or folder_marker(out) is None and any(out.iterdir())):
+        raise ArgumentError("out", str(out), f"{out} {'is a file' if not out.is_dir() else 'holds files swapgraph did not write'}; "
+                            "give pull a new or empty folder, or the folder an earlier pull wrote")
     made = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if folder_marker(out) is None:
+            write_folder_marker(out, "pull")  # pull.json names what it holds
         (out / "renders").mkdir(exist_ok=True)
         write_pull_list(result, timeline=timeline, graph=graph, handles=handles, overrides=overrides)
     except BaseException:

@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from ..errors import GraphFileError, did_you_mean_or_list
 from ..node import Issue, Params
 from ..registry import Registry
+from .load import JSONProblem, parse_json
 
 
 def parse_override(text: str) -> tuple[str, str, str]:
@@ -28,11 +29,16 @@ def _override_value(params_cls: type[Params], param: str, value: str) -> Any:
     if value == "null":
         return None
     if value[:1] in "[{":
-        return json.loads(value)
+        return parse_json(value)
     typed = TypeAdapter(info.annotation).validate_strings(value)
     if params_cls.path_fields().get(param) and isinstance(typed, Path) and not typed.is_absolute():
         typed = Path.cwd() / typed  # a path typed on the command line is relative to where it was typed
     return typed
+
+
+def _quoted(value: str, limit: int = 60) -> str:
+    """An override's text for an error line: quoted whole, or its start and its length."""
+    return repr(value) if len(value) <= limit else f"{value[:limit - 20]!r}... ({len(value)} characters)"
 
 
 def apply_overrides(doc: Mapping[str, Any], overrides: Sequence[str], registry: Registry) -> tuple[dict[str, Any], list[Issue]]:
@@ -61,9 +67,12 @@ def apply_overrides(doc: Mapping[str, Any], overrides: Sequence[str], registry: 
             continue
         try:
             typed = _override_value(params_cls, param, value)
+        except JSONProblem as exc:
+            issues.append(Issue(where, str(exc), f"give a value of the param's type ({type_name})"))
+            continue
         except (ValidationError, ValueError) as exc:
             msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            issues.append(Issue(where, f"{msg}, found {value!r}", f"give a value of the param's type ({type_name})"))
+            issues.append(Issue(where, f"{msg}, found {_quoted(value)}", f"give a value of the param's type ({type_name})"))
             continue
         spec.setdefault("params", {})[param] = str(typed) if isinstance(typed, Path) else typed
     return doc, issues

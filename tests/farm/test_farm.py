@@ -224,7 +224,7 @@ def test_a_worker_killed_during_a_chunk_is_retried_and_every_frame_lands(farm, t
         assert time.monotonic() < deadline
         partial = sorted(chunks.glob(".chunk-*.partial-*")) if chunks.is_dir() else []
         if partial:  # a worker is writing a chunk: its pid is in the temporary name
-            victim = int(partial[0].name.rsplit("partial-", 1)[1].split(".")[0])
+            victim = int(partial[0].name.rsplit("partial-", 1)[1].split("-")[0])
         time.sleep(0.05)
     os.kill(victim, signal.SIGKILL)
     try:

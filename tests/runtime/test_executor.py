@@ -20,7 +20,8 @@ from swapgraph.runtime.node import Node, NodeSchema, Params, Port, RunContext, S
 from swapgraph.runtime.ports import Frames
 from swapgraph.runtime.registry import Registry, default_registry
 
-from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, swapgraph_subprocess, write_clip, write_graph
+from helpers import (GRAPHS, animate_photo, decode_all, interrupt_at_progress, packaged_photo, swapgraph_subprocess,
+                     write_clip, write_graph)
 from swapgraph.nodes.builtin import NODES as BUILTIN_NODES
 
 
@@ -251,24 +252,106 @@ def long_clip(tmp_path_factory) -> Path:
     return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", frames)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["TERM", "INT", "KILL"])
 def test_a_run_killed_midway_leaves_nothing_at_the_output_path(long_clip, tmp_path, sig):
+    # the signal lands at frame 20 of 300 as the progress bar shows it, so the run is mid-way
+    # whatever the machine's load (a sleep before the signal once let a loaded run reach its end)
     out = tmp_path / "renders" / "shot.mp4"
-    proc = swapgraph_subprocess("run", GRAPHS / "rescale.json", "--set", f"plate.path={long_clip}",
-                                "--set", f"out.path={out}", "--set", "out.preset=veryslow", "--batch-size", "2")
-    deadline = time.monotonic() + 60
-    while not list(out.parent.glob(".shot.partial-*")) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    time.sleep(0.3)  # well into encoding
-    assert proc.poll() is None, "the run finished before it could be interrupted"
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    code, shown = interrupt_at_progress(["run", GRAPHS / "rescale.json", "--set", f"plate.path={long_clip}",
+                                         "--set", f"out.path={out}", "--set", "out.preset=veryslow",
+                                         "--batch-size", "2"], sig, at=20)
     assert not out.exists()
     assert not out.with_name(out.name + ".swapgraph.json").exists()
     if sig == signal.SIGKILL:
-        assert proc.returncode == -signal.SIGKILL
+        assert code == -signal.SIGKILL
+        assert list(out.parent.glob(".shot.partial-*"))  # killed before the commit: the partial is all there is
     else:
-        assert proc.returncode == 130
-        assert err.strip().splitlines()[-1].startswith("error: ")
-        assert list(out.parent.iterdir()) == []  # the partial file was removed too
+        assert code == 130
+        assert shown.strip().splitlines()[-1].strip() == "error: run cancelled; no output was written"
+        assert [p.name for p in out.parent.iterdir()] == []  # the partial file and the lock were removed too
+
+
+def test_a_signal_during_the_commit_waits_for_it_and_says_what_was_written(clip, tmp_path, monkeypatch):
+    """Ctrl-C while the outputs are renamed into place: the renames finish (all outputs, not
+    some), then the run stops as cancelled, naming what it wrote."""
+    import os
+
+    from swapgraph.runtime import files
+
+    graph = write_graph(tmp_path / "two.json", {
+        "plate": {"type": "Decode", "params": {"path": str(clip)}},
+        "a": {"type": "Encode", "inputs": {"frames": "plate.frames"}, "params": {"path": "a.mkv", "codec": "ffv1"}},
+        "b": {"type": "Encode", "inputs": {"frames": "plate.frames"}, "params": {"path": "b.mkv", "codec": "ffv1"}}})
+    real = files.Publication.commit
+
+    def commit_interrupted(self):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives as the renames begin
+        return real(self)
+
+    monkeypatch.setattr(files.Publication, "commit", commit_interrupted)
+    g = validate_graph(load_graph_document(graph), default_registry(), path=graph)
+    with pytest.raises(Cancelled, match="outputs were written whole: .*a.mkv, .*b.mkv"):
+        Executor(g, device="cpu").run()
+    assert decode_all(tmp_path / "a.mkv")[0].shape[0] == 24 and decode_all(tmp_path / "b.mkv")[0].shape[0] == 24
+
+
+def test_several_outputs_appear_together_or_not_at_all(clip, tmp_path, monkeypatch):
+    """The second output's rename fails: the first, already renamed, is taken back, and an
+    earlier output at its path is put back as it was."""
+    import os
+
+    from swapgraph.runtime import files
+
+    graph = write_graph(tmp_path / "two.json", {
+        "plate": {"type": "Decode", "params": {"path": str(clip)}},
+        "a": {"type": "Encode", "inputs": {"frames": "plate.frames"}, "params": {"path": "a.mkv", "codec": "ffv1"}},
+        "b": {"type": "Encode", "inputs": {"frames": "plate.frames"}, "params": {"path": "b.mkv", "codec": "ffv1"}}})
+    g = validate_graph(load_graph_document(graph), default_registry(), path=graph)
+    Executor(g, device="cpu", frame_range=(0, 3)).run()  # an earlier run's outputs, 4 frames each
+    before = (tmp_path / "a.mkv").read_bytes()
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == "b.mkv" and ".partial-" in Path(src).name:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace)
+    with pytest.raises(Exception, match="No space left|disk is full"):
+        Executor(g, device="cpu").run()
+    monkeypatch.undo()
+    assert (tmp_path / "a.mkv").read_bytes() == before  # the earlier a.mkv, not the new one
+    assert decode_all(tmp_path / "b.mkv")[0].shape[0] == 4
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
+
+
+def test_two_runs_writing_one_output_the_second_is_refused_naming_the_first(long_clip, tmp_path):
+    out = tmp_path / "shot.mp4"
+    args = ["run", GRAPHS / "rescale.json", "--set", f"plate.path={long_clip}", "--set", f"out.path={out}",
+            "--set", "out.preset=veryslow", "--batch-size", "2"]
+    first = swapgraph_subprocess(*args)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / ".shot.mp4.swapgraph-lock").exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = swapgraph_subprocess(*args)
+    _, err = second.communicate(timeout=120)
+    assert first.poll() is None, "the first run ended before the second was refused"
+    assert second.returncode == 2
+    assert err.strip() == err.strip().splitlines()[0] and f"process {first.pid} " in err and "is writing" in err
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither left a file, a temporary or a lock
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(clip, tmp_path, cli):
+    import json
+    import socket
+
+    dead = swapgraph_subprocess("nodes")
+    dead.communicate(timeout=60)  # a pid that is no longer running
+    out = tmp_path / "o.mp4"
+    (tmp_path / ".o.mp4.swapgraph-lock").write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    r = cli("run", GRAPHS / "transcode.json", "--set", f"plate.path={clip}", "--set", f"out.path={out}")
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4", "o.mp4.swapgraph.json"]
