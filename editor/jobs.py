@@ -9,7 +9,6 @@ cancels the runs it started.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import threading
 import time
@@ -21,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from swapgraph import api
 from swapgraph.runtime.errors import Cancelled
 
-from .access import BadRequest, Root
+from .access import BadRequest, Root, parse_json
 
 #: seconds between two progress messages of one job (the last one is always sent)
 PROGRESS_EVERY = 0.1
@@ -132,10 +131,7 @@ class JobSocket:
     def handle(self, text: str, post: Post, jobs: dict[Any, api.CancelToken], loop: asyncio.AbstractEventLoop) -> None:
         job = None
         try:
-            try:
-                message = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise BadRequest(f"malformed message: {exc}") from None
+            message = parse_json(text, "message")
             if not isinstance(message, dict):
                 raise BadRequest(f"malformed message: expected a JSON object, found {type(message).__name__}")
             job = message.get("id")
@@ -174,7 +170,7 @@ class JobSocket:
 
     def render_job(self, message: dict[str, Any]) -> Work:
         spec = self.spec(message)
-        out = self.root.resolve(field(message, "out", str))
+        out = self.root.resolve(field(message, "out", str), "out")
         chunk_size = field(message, "chunk_size", int, required=False) or api.DEFAULT_CHUNK_SIZE
         workers = field(message, "workers", int, required=False) or 1
         if chunk_size < 1 or not 1 <= workers <= 64:

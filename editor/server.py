@@ -3,8 +3,10 @@
 ``create_app`` makes the Starlette app (its routes listed in one place, below); ``serve``
 binds 127.0.0.1 and runs it with uvicorn. Handlers only read the request, call the API
 and shape its answer: the pipeline is the API's. A request is data (JSON, never
-evaluated); a malformed one gets a 4xx and one line, a failure a 500 and one line, and
-the server keeps serving.
+evaluated, at most ``MAX_BODY`` bytes); a malformed one gets a 4xx and one line, a failure
+a 500 and one line, and the server keeps serving. The files of a graph the page sends are
+checked against the root before the API sees them: one outside it is a validation issue,
+and the file is never looked at.
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ from starlette.staticfiles import StaticFiles
 
 from swapgraph import api
 from swapgraph.runtime.errors import GraphValidationError, SwapgraphError, UsageError
+from swapgraph.runtime.node import Issue
 
-from .access import PRESET_PREFIX, TOKEN_COOKIE, BadRequest, Guard, Refused, Root, new_token, own_origins
+from .access import (MAX_BODY, PRESET_PREFIX, TOKEN_COOKIE, BadRequest, Conflict, Guard, Refused, RequestError, Root,
+                     TooLarge, new_token, own_origins, parse_json)
 from .jobs import JobSocket
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: the graph file a new, never saved graph resolves its relative paths against
 UNSAVED = "untitled.json"
+#: the folder under the root (never made) that stands in for files outside it when the engine validates
+STAND_IN = ".swapgraph-outside"
 
 
 def one_line(exc: BaseException) -> str:
@@ -43,7 +49,7 @@ def one_line(exc: BaseException) -> str:
     problem of a graph joined), anything else as ``Type: message``."""
     if isinstance(exc, GraphValidationError):
         text = "; ".join(str(i) for i in exc.issues)
-    elif isinstance(exc, (SwapgraphError, BadRequest, Refused)):
+    elif isinstance(exc, (SwapgraphError, RequestError)):
         text = str(exc)
     else:
         text = f"{type(exc).__name__}: {exc}"
@@ -51,7 +57,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def error_status(exc: BaseException) -> int:
-    if isinstance(exc, (BadRequest, Refused)):
+    if isinstance(exc, RequestError):
         return exc.status
     if isinstance(exc, SwapgraphError):
         return 422 if exc.exit_code == 2 else 500
@@ -87,13 +93,33 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, req
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON body: {exc}") from None
+    """The request's JSON object, refused unread when its body is over ``MAX_BODY``."""
+    too_large = TooLarge(f"the request body is over {MAX_BODY // 2**20} MiB; a graph is far smaller: send the graph "
+                         "alone")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise too_large
+    body = parse_json(bytes(data), "JSON body")
     if not isinstance(body, dict):
         raise BadRequest(f"expected a JSON object, found {type(body).__name__}")
     return body
+
+
+def holds_a_graph(file: Path) -> bool:
+    """Whether ``file`` is a graph document: a JSON object with "version" and "nodes" (read
+    only when it is a regular file small enough to be one)."""
+    try:
+        if not file.is_file() or file.stat().st_size > MAX_BODY:
+            return False
+        document = parse_json(file.read_bytes(), "graph file")
+    except (OSError, BadRequest):
+        return False
+    return isinstance(document, dict) and {"version", "nodes"} <= document.keys()
 
 
 class Editor:
@@ -115,18 +141,43 @@ class Editor:
             return self.root.folder / Path(path.removeprefix(PRESET_PREFIX)).name
         return self.root.resolve(path)
 
-    def outside_root(self, spec: api.GraphSpec) -> list[api.FileParam]:
-        return [f for f in api.file_params(spec) if not self.root.contains(f.path)]
+    def checked(self, body: dict[str, Any]) -> tuple[api.GraphSpec, list[api.FileParam]]:
+        """The request's graph and its files outside the root (found without asking the file
+        system about them)."""
+        spec = api.load(field(body, "document", dict), path=self.graph_file(field(body, "path", str, required=False)))
+        return spec, [f for f in api.file_params(spec) if not self.root.contains(f.path)]
+
+    def outside_issue(self, f: api.FileParam) -> Issue:
+        return Issue(f"node {f.node!r} param {f.param!r}",
+                     f"{os.path.abspath(f.path)} is outside the editor's root {self.root.folder}",
+                     f"choose a file under {self.root.folder}, or start swapgraph edit with a --root that holds it")
 
     def spec(self, body: dict[str, Any]) -> api.GraphSpec:
-        """The request's graph, refused when one of its files lies out of the root."""
-        spec = api.load(field(body, "document", dict), path=self.graph_file(field(body, "path", str, required=False)))
-        outside = self.outside_root(spec)
+        """The request's graph, refused as a validation error when one of its files lies out of the root."""
+        spec, outside = self.checked(body)
         if outside:
-            f = outside[0]
-            raise Refused(f"node {f.node!r} param {f.param!r}: {f.path} is outside the root {self.root.folder}; "
-                          "the editor reads and writes only under its root")
+            raise GraphValidationError([self.outside_issue(f) for f in outside])
         return spec
+
+    def engine_issues(self, spec: api.GraphSpec, outside: list[api.FileParam]) -> list[Issue]:
+        """``api.validate``'s issues, without its looking at the files outside the root: each
+        is replaced by a file of the same name in a folder under the root that is never made
+        (``STAND_IN``), and what the engine says about that stand-in is dropped, so the page
+        still gets every other problem at once. Not probed: those files are issues already."""
+        if not outside:
+            return api.validate(spec)
+        stand_ins: dict[tuple[str, str], str] = {}
+        for i, f in enumerate(outside):
+            folder = self.root.folder / f"{STAND_IN}-{i}"
+            spec = spec.with_params(f.node, **{f.param: str(folder / f.path.name)})
+            stand_ins[f.node, f.param] = str(folder)
+
+        def about_a_stand_in(issue: Issue) -> bool:
+            subject = api.issue_subject(issue)
+            folder = stand_ins.get((subject["node"], subject["param"]))
+            return folder is not None and folder in str(issue)
+
+        return [i for i in api.validate(spec, probe=False) if not about_a_stand_in(i)]
 
     def issue(self, issue: Any) -> dict[str, Any]:
         return {"where": issue.where, "problem": issue.problem, "fix": issue.fix, **api.issue_subject(issue)}
@@ -171,7 +222,7 @@ class Editor:
 
     async def files(self, request: Request) -> Response:
         rel = request.query_params.get("dir") or "."
-        folder = self.root.resolve(rel)
+        folder = self.root.resolve(rel, "dir")
         if not folder.is_dir():
             return JSONResponse({"error": f"{rel}: not a folder under the root"}, 404)
         entries = []
@@ -203,14 +254,9 @@ class Editor:
 
     async def validate(self, request: Request) -> Response:
         body = await json_body(request)
-        spec = api.load(field(body, "document", dict), path=self.graph_file(field(body, "path", str, required=False)))
-        issues = [self.issue(i) for i in await run_in_threadpool(api.validate, spec)]
-        for f in self.outside_root(spec):
-            issues.append({"where": f"node {f.node!r} param {f.param!r}",
-                           "problem": f"{f.path} is outside the editor's root {self.root.folder}",
-                           "fix": "use a file under the root, or start swapgraph edit with a --root that holds it",
-                           "node": f.node, "port": None, "param": f.param})
-        return JSONResponse({"issues": issues})
+        spec, outside = self.checked(body)
+        issues = await run_in_threadpool(self.engine_issues, spec, outside)
+        return JSONResponse({"issues": [self.issue(i) for i in issues + [self.outside_issue(f) for f in outside]]})
 
     async def save(self, request: Request) -> Response:
         body = await json_body(request)
@@ -223,6 +269,16 @@ class Editor:
         file = self.root.resolve(rel)
         if not file.parent.is_dir():
             return JSONResponse({"error": f"{rel}: the folder does not exist under the root"}, 404)
+        if file.is_dir():
+            raise Conflict(f"{rel}: is a folder; save the graph under a file name that ends with .json")
+        if file.exists() and not holds_a_graph(file):
+            raise Conflict(f"{rel}: is not a graph file (a JSON object with \"version\" and \"nodes\"), and Save "
+                           "replaces only graph files; choose another name")
+        try:
+            json.dumps(document, allow_nan=False)
+        except ValueError:
+            raise BadRequest(f"{rel}: the graph holds NaN or Infinity, which standard JSON cannot write; give those "
+                             "values a finite number") from None
         written = await run_in_threadpool(api.save_graph, document, file)
         return JSONResponse({"path": self.root.relative(file), "written": written})
 

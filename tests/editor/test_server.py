@@ -118,16 +118,110 @@ def test_paths_outside_the_root_are_refused(client, root, tmp_path):
     assert client.post("/api/save", json={"path": "../saved.json", "document": shot()}).status_code == 403
     assert client.post("/api/save", json={"path": "away/saved.json", "document": shot()}).status_code == 403
     assert not (tmp_path / "saved.json").exists()
-    # a document whose files lie out of the root: refused for a preview, an issue on the param in validate
+    # a document whose files lie out of the root: a validation issue on the param, for a preview as for validate
     elsewhere = shot(out=str(tmp_path / "elsewhere.mkv"))
-    assert client.post("/api/preview", json={"document": elsewhere, "node": "down", "frame": 0}).status_code == 403
+    preview = client.post("/api/preview", json={"document": elsewhere, "node": "down", "frame": 0})
+    assert preview.status_code == 422 and "outside the editor's root" in one_line_error(preview)
     issues = client.post("/api/validate", json={"document": elsewhere, "path": "shot.json"}).json()["issues"]
     assert [(i["node"], i["param"]) for i in issues] == [("out", "path")]
     with client.websocket_connect("/ws") as ws:
         ws.send_json({"op": "run", "id": "r", "document": elsewhere, "path": "shot.json", "frames": None})
         answer = ws.receive_json()
-    assert answer["op"] == "error" and answer["id"] == "r" and "outside the root" in answer["message"]
+    assert answer["op"] == "error" and answer["id"] == "r" and "outside the editor's root" in answer["message"]
     assert not (tmp_path / "elsewhere.mkv").exists()
+
+
+def test_validate_never_looks_at_a_file_outside_the_root(client, root, tmp_path, monkeypatch):
+    """/etc/passwd and a file that is nowhere get the same answer, neither is stat'ed, and the
+    graph's other problems are still reported."""
+    asked = []
+    for name in ("stat", "lstat", "access"):
+        def spy(path, *args, _real=getattr(os, name), **kwargs):
+            asked.append(os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else path)
+            return _real(path, *args, **kwargs)
+        monkeypatch.setattr(os, name, spy)
+    answers = {}
+    for target in ("/etc/passwd", "/etc/no-such-file"):
+        document = shot()
+        document["nodes"]["plate"]["params"]["path"] = target
+        document["nodes"]["down"]["params"]["factor"] = -1
+        validated = client.post("/api/validate", json={"document": document, "path": "shot.json"})
+        previewed = client.post("/api/preview", json={"document": document, "node": "down", "frame": 0})
+        assert validated.status_code == 200 and previewed.status_code == 422
+        answers[target] = json.dumps([validated.json(), one_line_error(previewed)]).replace(target, "TARGET")
+    monkeypatch.undo()
+    assert not [p for p in asked if isinstance(p, str) and p.startswith("/etc/")]
+    assert answers["/etc/passwd"] == answers["/etc/no-such-file"]
+    [answer, line] = json.loads(answers["/etc/passwd"])
+    [outside] = [i for i in answer["issues"] if (i["node"], i["param"]) == ("plate", "path")]
+    assert outside["problem"] == f"TARGET is outside the editor's root {root.resolve()}"
+    assert outside["fix"].startswith(f"choose a file under {root.resolve()}")
+    assert ("down", "factor") in {(i["node"], i["param"]) for i in answer["issues"]}  # every other problem too
+    assert line == f"node 'plate' param 'path': {outside['problem']}; fix: {outside['fix']}"
+    # a relative path, a symlink leading out: the same issue
+    (root / "away").symlink_to(tmp_path)
+    for path in ("../../x.mp4", "away/x.mp4"):
+        document = shot()
+        document["nodes"]["plate"]["params"]["path"] = path
+        issues = client.post("/api/validate", json={"document": document, "path": "shot.json"}).json()["issues"]
+        assert [(i["node"], i["param"]) for i in issues] == [("plate", "path")], path
+        assert "outside the editor's root" in issues[0]["problem"]
+
+
+def test_request_bodies_and_paths_are_bounded(client, root):
+    headers = {"Content-Type": "application/json"}
+    big = client.post("/api/save", content=b" " * (9 * 2**20), headers=headers)
+    assert big.status_code == 413 and "over 8 MiB" in one_line_error(big)
+    chunked = client.post("/api/validate", content=iter([b" " * 2**20] * 9), headers=headers)
+    assert chunked.status_code == 413
+    deep = b"[" * 10_000 + b"]" * 10_000
+    for endpoint in ("/api/validate", "/api/save", "/api/preview"):
+        refused = client.post(endpoint, content=deep, headers=headers)
+        assert refused.status_code == 400 and "nested deeper than" in one_line_error(refused), endpoint
+    nested: list = []
+    for _ in range(500):  # parses, but deeper than any graph
+        nested = [nested]
+    document = {**shot(), "ui": {"nested": nested}}
+    assert client.post("/api/validate", json={"document": document}).status_code == 400
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text(deep.decode())
+        answer = ws.receive_json()
+        assert answer["op"] == "error" and "nested deeper than" in answer["message"]
+    long_path, long_name = "a" * 100_000 + ".json", "b" * 300 + ".json"
+    over_path_max = "c" * 5_000 + ".json"  # a URL (httpx) takes at most 64 KiB
+    for path in (long_path, over_path_max, long_name, "out/" + long_name):
+        requests = [client.post("/api/save", json={"path": path, "document": shot()}),
+                    client.post("/api/validate", json={"path": path, "document": shot()})]
+        if path is not long_path:
+            requests += [client.get("/api/graph", params={"path": path}), client.get("/api/files", params={"dir": path})]
+        for refused in requests:
+            assert refused.status_code == 400, refused.request.url.path
+            assert re.match(r"(path|dir): '[\w/]+…' \(\d+ characters\) is longer than", one_line_error(refused))
+    # a graph's own over-long path is an issue on its param
+    document = shot()
+    document["nodes"]["plate"]["params"]["path"] = long_path
+    issues = client.post("/api/validate", json={"document": document, "path": "shot.json"}).json()["issues"]
+    assert ("plate", "path") in {(i["node"], i["param"]) for i in issues}
+    assert sorted(p.name for p in root.iterdir()) == ["out", "plate.mp4", "shot.json"]
+    assert client.get("/api/session").status_code == 200
+
+
+def test_a_png_sequence_over_the_root_itself_is_refused_and_deletes_nothing(client, root):
+    def contents() -> list:
+        return sorted((p.relative_to(root).as_posix(), p.read_bytes() if p.is_file() else None) for p in root.rglob("*"))
+
+    (root / "out" / "notes.txt").write_text("the user's, not swapgraph's\n")
+    before = contents()
+    for folder in (".", "out"):  # the root (which holds the plate), a folder of the user's
+        document = shot(out=folder)
+        document["nodes"]["out"]["params"]["codec"] = "png"
+        issues = client.post("/api/validate", json={"document": document, "path": "shot.json"}).json()["issues"]
+        [issue] = [i for i in issues if (i["node"], i["param"]) == ("out", "path")]
+        with client.websocket_connect("/ws") as ws:
+            ws.send_json({"op": "run", "id": folder, "document": document, "path": "shot.json", "frames": None})
+            answer = receive_until_end(ws)[-1]
+        assert answer["op"] == "error" and answer["id"] == folder and issue["problem"] in answer["message"]
+        assert contents() == before
 
 
 def test_a_malformed_request_gets_a_4xx_and_the_server_keeps_serving(client):
@@ -218,12 +312,49 @@ def test_save_writes_only_a_changed_graph_through_a_temporary_file(client, root,
     saved = client.post("/api/save", json={"path": "shot.json", "document": changed}).json()
     assert saved == {"path": "shot.json", "written": True}
     assert file.read_text() == json.dumps(changed, indent=2) + "\n"
-    [(temp, final)] = renames
+    temp, final = renames[-1]  # the new file renamed in last (the old one may be set aside first)
     assert final == str(file) and temp != final and os.path.dirname(temp) == str(root)
     assert sorted(p.name for p in root.iterdir()) == ["out", "plate.mp4", "shot.json"]
     new = client.post("/api/save", json={"path": "out/new.json", "document": changed}).json()
     assert new == {"path": "out/new.json", "written": True}
     assert client.post("/api/save", json={"path": "preset:swap.json", "document": changed}).status_code == 403
+
+
+def test_save_replaces_a_graph_file_and_nothing_else(client, root):
+    (root / "folder.json").mkdir()
+    (root / "notes.txt").write_text("call the client back\n")
+    (root / "notes.json").write_text("call the client back\n")
+    (root / "settings.json").write_text(json.dumps({"theme": "dark"}))
+    shutil.copy(root / "plate.mp4", root / "take.json")
+    Image.new("RGB", (4, 4)).save(root / "still.json", format="PNG")
+
+    def files() -> dict:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    before = files()
+    for name, status in [("folder.json", 409), ("notes.txt", 400), ("plate.mp4", 400), ("notes.json", 409),
+                         ("settings.json", 409), ("take.json", 409), ("still.json", 409)]:
+        refused = client.post("/api/save", json={"path": name, "document": shot()})
+        assert refused.status_code == status and one_line_error(refused).startswith(f"{name}: "), name
+    assert files() == before and list((root / "folder.json").iterdir()) == []
+    changed = {**shot(), "name": "renamed"}
+    assert client.post("/api/save", json={"path": "shot.json", "document": changed}).json() == {
+        "path": "shot.json", "written": True}
+    assert json.loads((root / "shot.json").read_text()) == changed
+
+
+def test_save_refuses_nan_and_infinity_and_writes_nothing(client, root):
+    before = (root / "shot.json").read_bytes()
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        document = shot()
+        document["ui"] = {"positions": {"plate": [0, bad]}}
+        for path in ("shot.json", "out/new.json"):
+            body = json.dumps({"path": path, "document": document}).encode()  # NaN, Infinity: not standard JSON
+            refused = client.post("/api/save", content=body, headers={"Content-Type": "application/json"})
+            assert refused.status_code == 400 and "NaN or Infinity" in one_line_error(refused)
+            assert one_line_error(refused).startswith(f"{path}: ")
+    assert (root / "shot.json").read_bytes() == before and list((root / "out").iterdir()) == []
+    assert sorted(p.name for p in root.iterdir()) == ["out", "plate.mp4", "shot.json"]
 
 
 def test_every_preset_opens_read_only_and_saves_unchanged_byte_for_byte(client, root):
