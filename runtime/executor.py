@@ -282,7 +282,8 @@ class Executor:
             except BaseException:  # Ctrl-C, or a failing progress callback: no node is aborted mid-batch
                 stop.set()
                 for t in threads:
-                    t.join()
+                    if t.ident is not None:  # Ctrl-C can land while the threads are being started
+                        t.join()
                 raise
         if self.on_progress:
             self.on_progress(min(self.node_frames[n] for n in leaves), total)

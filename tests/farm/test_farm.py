@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import GRAPHS, animate_photo, decode_all, packaged_photo, stream_facts, swapgraph_subprocess, write_clip
+from helpers import (GRAPHS, animate_photo, decode_all, interrupt_at_progress, packaged_photo, stream_facts,
+                     swapgraph_subprocess, write_clip)
 from swapgraph.nodes.face.nodes import SmoothLandmarks
 from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
 from swapgraph import api
@@ -437,3 +438,18 @@ def test_a_render_on_a_full_disk_stops_with_one_line_and_leaves_nothing(farm, tm
     assert proc.returncode == 2 and len(errors) == 1 and "disk is full" in errors[0], proc.stderr
     chunks = tmp_path / "full.mkv.chunks"
     assert not out.exists() and not list(chunks.glob("*.manifest.json")) and not list(chunks.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("workers", ["0", "1"], ids=["in-process", "dask"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_ctrl_c_and_sigterm_stop_a_render_with_nothing_at_the_output(tmp_path, workers, sig):
+    """The cancelled chunk is not retried as a failure: the render stops, exit 130, no join."""
+    plate = write_clip(tmp_path / "long.mp4", animate_photo(packaged_photo("astronaut"), 240, size=(256, 256)))
+    out = tmp_path / "r.mp4"
+    code, shown = interrupt_at_progress(
+        ["render", GRAPHS / "rescale.json", "--set", f"plate.path={plate}", "--set", "out.preset=veryslow",
+         "--out", out, "--workers", workers, "--chunk-size", "120", "--batch-size", "2"], sig, at=10)
+    assert code == 130, shown[-800:]
+    assert shown.strip().splitlines()[-1].strip().startswith("error: "), shown[-800:]
+    assert "retrying" not in shown
+    assert not out.exists() and not out.with_name(out.name + ".swapgraph.json").exists()
