@@ -193,6 +193,16 @@ def read_info(folder: Path) -> ModelInfo:
         raise ModelError(f"{path}: not a valid model description ({what}); fix or retrain it") from None
     if info.preset not in PRESETS:
         raise ModelError(f"{path}: unknown preset {info.preset!r}; known presets: {', '.join(PRESETS)}")
+    # the geometry conversion cuts and pastes by: a hand-edited or damaged value would fail deep inside it
+    if info.size != PRESETS[info.preset].size:
+        raise ModelError(f"{path}: size {info.size} does not fit preset {info.preset!r} ({PRESETS[info.preset].size} "
+                         "px); fix or retrain it")
+    if not 0 < info.coverage <= info.crop <= 8192:
+        raise ModelError(f"{path}: coverage {info.coverage} of a {info.crop} px crop: expected 0 < coverage <= crop "
+                         "<= 8192; fix or retrain it")
+    if info.render is not None and not info.coverage <= info.render <= info.crop:
+        raise ModelError(f"{path}: render {info.render}: must lie between the coverage ({info.coverage}) and the crop "
+                         f"({info.crop}); fix or retrain it")
     return info
 
 

@@ -1,14 +1,51 @@
-"""What a training run is told: :class:`TrainConfig`, the batch schedule, and the run folder's log."""
+"""What a training run is told: :class:`TrainConfig`, the batch schedule, the run folder's log,
+and the errors whose fix names other settings (:class:`NamesSettings`)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
-from swapgraph.runtime.errors import UsageError
+from swapgraph.runtime.errors import SwapgraphError, UsageError
 
 LOG_FILE = "log.jsonl"  # in the run's ``out`` folder: one JSON record per step and per validation
+
+#: how a message names a setting: ``spell("resume", True)``, ``spell("a", path)``, ``spell("out")``
+Spell = Callable[..., str]
+_E = TypeVar("_E", bound="NamesSettings")
+
+
+def _keyword(name: str, value: object = None) -> str:
+    return name if value is None else f"{name}={value}"
+
+
+def _flag(name: str, value: object = None) -> str:
+    flag = "--" + name.replace("_", "-")
+    return flag if value is None or value is True else f"{flag} {value}"
+
+
+class NamesSettings(SwapgraphError):
+    """An error whose fix names settings: ``str()`` spells them as the Python API's keywords
+    (``resume=True``), :meth:`as_flag` as the command line's flags (``--resume``). Made by
+    :meth:`spelled` from a function of the spelling, so both texts say the same."""
+
+    def __init__(self, text: str, flag_text: str | None = None) -> None:
+        super().__init__(text)
+        self.flag_text = text if flag_text is None else flag_text
+
+    @classmethod
+    def spelled(cls: type[_E], message: Callable[[Spell], str]) -> _E:
+        return cls(message(_keyword), message(_flag))
+
+    def as_flag(self) -> str:
+        """The message with each setting spelled as its command-line flag."""
+        return self.flag_text
+
+
+class ResumeError(NamesSettings, UsageError):
+    """A run that cannot resume from its checkpoint: other settings or facesets, or a damaged file."""
 
 
 def parse_batch_schedule(text: str) -> list[tuple[int, int]]:
@@ -46,6 +83,7 @@ class TrainConfig:
     minutes: float | None = None
     until_plateau: bool = False
     resume: bool = False
+    force: bool = False  # replace the earlier run in ``out`` (only the files the trainer wrote there)
     seed: int = 0
     device: str = "auto"
     lr: float = 1e-4

@@ -2,10 +2,14 @@
 
 Masks come from each face's landmarks with the nodes' mesh regions (``nodes/mesh_regions.json``):
 the face oval the mask channel learns, and the eyes, brows and lips the loss weighs more.
+A crop that is missing, unreadable or of another size than the faceset's is a UsageError
+naming the file. Each faceset's identity (its faces and a hash of ``faces.jsonl``) goes into
+the checkpoint, so a resume can tell it was given the same faces.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +19,7 @@ import numpy as np
 import torch
 
 from swapgraph.nodes.color import EXCLUDED
+from swapgraph.nodes.faceset import FACES_FILE
 from swapgraph.nodes.faceset import INFO_FILE as FACESET_INFO
 from swapgraph.nodes.faceset import read_faceset
 from swapgraph.nodes.mask import polygon_masks, regions
@@ -34,6 +39,43 @@ class FaceData:
     coverage: int
     train: torch.Tensor  # indices
     val: torch.Tensor
+    identity: dict  # {"path", "faces", "sha256"}: what a resume must be given again (see faceset_identity)
+
+
+_CV_LOG_ERROR = 2  # cv2.utils.logging.LOG_LEVEL_ERROR, which this build's cv2 does not expose
+
+
+def faceset_identity(folder: Path, faces: int) -> dict[str, str | int]:
+    """Which faceset a run trained on: its path, the faces it used and the SHA-256 of its
+    ``faces.jsonl`` (the content decides: the same file at another path is the same faceset)."""
+    h = hashlib.sha256()
+    with (Path(folder) / FACES_FILE).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"path": str(Path(folder).resolve()), "faces": faces, "sha256": h.hexdigest()}
+
+
+def read_crop(path: Path, size: int | None) -> np.ndarray:
+    """A faceset's crop as RGB uint8 (S, S, 3); UsageError naming the file when it is missing,
+    not an image, or not ``size`` px square (None: any square). OpenCV's own warning about a
+    damaged file (a stray line on stderr beside ours) is silenced while it decodes."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError:
+        raise UsageError(f"{path}: missing; the faceset lists it: extract the faceset again") from None
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(_CV_LOG_ERROR)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    finally:
+        cv2.setLogLevel(level)
+    if img is None:
+        raise UsageError(f"{path}: not a readable image (damaged or truncated); extract the faceset again")
+    h, w = img.shape[:2]
+    if h != w or (size is not None and h != size):
+        raise UsageError(f"{path}: a {w}x{h} px crop in a faceset of {size or h} px square crops; extract the faceset "
+                         "again (crops of one faceset come from one Align)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _in_crop(landmarks: np.ndarray, frame_from_crop: np.ndarray) -> np.ndarray:
@@ -72,7 +114,7 @@ def load_faceset(folder: Path, device: torch.device, bucket: str | None, val_fac
     """Read a faceset once; hold out ``val_faces`` faces chosen by ``seed`` for validation.
 
     UsageError, before anything is held, when ``folder`` is not a faceset, has too few faces
-    (in ``bucket``, if given) or a crop is missing.
+    (in ``bucket``, if given) or a crop is missing, unreadable or of another size.
     """
     folder = Path(folder)
     if bucket is not None and bucket not in BUCKETS:
@@ -82,17 +124,17 @@ def load_faceset(folder: Path, device: torch.device, bucket: str | None, val_fac
         raise UsageError(f"{folder}: {len(records)} faces{f' in bucket {bucket}' if bucket else ''}; training needs "
                          f"at least {min_faces(val_faces)} ({val_faces} are held out for validation); extract more")
     info = json.loads((folder / FACESET_INFO).read_text()) if (folder / FACESET_INFO).is_file() else {}
+    size = info.get("crop") if isinstance(info.get("crop"), int) else None
     crops, masks, features = [], [], []
     for r in records:
-        img = cv2.imread(str(folder / r["file"]))
-        if img is None:
-            raise UsageError(f"{folder / r['file']}: missing or unreadable crop; extract the faceset again")
-        crops.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-        masks.append(_hull_mask(r["landmarks"], r["frame_from_crop"], img.shape[0]))
-        features.append(_feature_mask(r["landmarks"], r["frame_from_crop"], img.shape[0]))
+        img = read_crop(folder / r["file"], size)
+        size = img.shape[0]  # no size in faceset.json: the first crop's is the faceset's
+        crops.append(img)
+        masks.append(_hull_mask(r["landmarks"], r["frame_from_crop"], size))
+        features.append(_feature_mask(r["landmarks"], r["frame_from_crop"], size))
     crops_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().to(device)
     masks_t = torch.from_numpy(np.stack(masks))[:, None].to(device)
     features_t = torch.from_numpy(np.stack(features))[:, None].to(device)
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed))
     return FaceData(folder.name, crops_t, masks_t, features_t, int(info.get("coverage", 160)), order[val_faces:].to(device),
-                    order[:val_faces].to(device))
+                    order[:val_faces].to(device), faceset_identity(folder, len(records)))

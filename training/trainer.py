@@ -9,33 +9,43 @@
   stops once training half as long again should gain under 1%.
 - Checkpoints (:mod:`.checkpoints`) are written atomically every ``checkpoint_every`` steps
   and at exit; ``resume`` continues the same run after a kill -9, and the log is cut back to
-  the checkpoint so it has no gap or repeat.
+  the checkpoint so it has no gap or repeat. A resume must be given the facesets (by content),
+  preset, mask, render, bucket and seed the checkpoint was trained with.
+- The model folder is the trainer's alone (:mod:`.folder`): files it did not write there are
+  never replaced, a model there is continued (``resume``) or replaced (``force``) only when
+  asked, and one run at a time holds it.
 - Every setting and input is checked before anything is written: a refused run leaves no
   model folder behind.
+- Ctrl-C and SIGTERM stop at the end of the step under way, save, and raise
+  :class:`TrainingCancelled` (see :meth:`Trainer.run`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from swapgraph.nodes.align import model_input
-from swapgraph.nodes.swap_model import PRESETS, ModelInfo, SwapModel, save_model
+from swapgraph.nodes.swap_model import INFO_FILE, MODEL_FILE, PRESETS, ModelInfo, SwapModel, save_model
 from swapgraph.runtime.devices import model_autocast, resolve_device
-from swapgraph.runtime.errors import SwapgraphError, UsageError
+from swapgraph.runtime.errors import Cancelled, SwapgraphError, UsageError
+from swapgraph.runtime.files import OutputLocks
 from swapgraph.runtime.images import write_png
+from swapgraph.runtime.interrupts import held
 
 from .augment import augment, plain_input
-from .checkpoints import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from .config import LOG_FILE, TrainConfig, batch_at
+from .checkpoints import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from .config import LOG_FILE, NamesSettings, ResumeError, TrainConfig, batch_at
 from .data import FaceData, load_faceset
+from .folder import PLOT_FILE, PREVIEW_FILE, PREVIEWS_DIR, ModelFolder, check_model_folder, check_not_busy
 from .losses import reconstruction_loss
 from .plateau import MIN_POINTS, Plateau, describe_plateau, fit_plateau
 from .plots import plot_log
@@ -47,6 +57,10 @@ class TrainingError(SwapgraphError, RuntimeError):
     exit_code = 1
 
 
+class TrainingCancelled(NamesSettings, Cancelled):
+    """Ctrl-C or SIGTERM stopped the run; the message says at which step and what was saved."""
+
+
 class Trainer:
     """One training run of a :class:`SwapModel` on two facesets; see the module docstring."""
 
@@ -55,11 +69,14 @@ class Trainer:
             raise UsageError(f"preset {cfg.preset!r}: unknown; choose one of {', '.join(PRESETS)}")
         if cfg.steps is None and cfg.minutes is None and not cfg.until_plateau:
             raise UsageError("say when to stop: steps, minutes or until_plateau")
+        if cfg.resume and cfg.force:
+            raise ResumeError.spelled(lambda s: f"{s('resume', True)} and {s('force', True)}: give one (resume "
+                                                "continues the run in the folder, force replaces it)")
         self.cfg = cfg
         self.say = log
         self.out = Path(cfg.out)
-        if self.out.exists() and not self.out.is_dir():
-            raise UsageError(f"{self.out}: a file, not a model folder; train into a folder")
+        check_not_busy(self.out)
+        check_model_folder(self.out, (cfg.a, cfg.b), resume=cfg.resume, force=cfg.force)
         saved = read_checkpoint_meta(self.out)["config"] if cfg.resume else None  # the settings it must match
         if saved is not None and (saved["preset"], saved["mask"]) != (cfg.preset, cfg.mask):
             raise UsageError(f"{self.out}: its checkpoint is a {saved['preset']} model"
@@ -81,8 +98,10 @@ class Trainer:
         if saved is not None and saved.get("render", self.render) != self.render:
             raise UsageError(f"{self.out}: its checkpoint renders {saved['render']} px; resume with render "
                              f"{saved['render']}")
-        # every check is behind us: only now may the run write into its folder
-        self.out.mkdir(parents=True, exist_ok=True)
+        if saved is not None:
+            self._check_resume(saved)
+        # every check is behind us: run() takes the folder's lock, and only then writes
+        self.folder = ModelFolder(self.out)
         torch.manual_seed(cfg.seed)
         self.model = SwapModel(cfg.preset, ("a", "b"), cfg.mask).to(self.device)
         cuda = self.device.type == "cuda"
@@ -99,11 +118,11 @@ class Trainer:
         self.started = time.time()
         self.elapsed_before = 0.0
         self.stop_requested = False
+        self.saved_step: int | None = None  # the step of the checkpoint on disk
+        self.log_bytes = 0  # the log's length at that checkpoint
         self._log_file = None
         if cfg.resume:
             self._resume()
-        elif (self.out / LOG_FILE).exists():
-            (self.out / LOG_FILE).unlink()  # a new run starts a new log
         self.preview_faces = {k: d.val[:4] for k, d in self.data.items()}
 
     # --- batches -----------------------------------------------------------------------
@@ -167,16 +186,18 @@ class Trainer:
                 same, swap = self.model(x, name)[:, :3].float(), self.model(x, other)[:, :3].float()
             rows += [torch.cat(list(t), -1) for t in (x, same, swap)]
         grid = torch.cat(rows, -2)
-        folder = self.out / "previews"
+        self.folder.mark(PREVIEWS_DIR, PREVIEW_FILE)
+        folder = self.out / PREVIEWS_DIR
         folder.mkdir(exist_ok=True)
         path = folder / f"step_{self.step:07d}.png"
         write_png(path, grid.cpu())
-        write_png(self.out / "preview.png", grid.cpu())
+        write_png(self.out / PREVIEW_FILE, grid.cpu())
         return path
 
     # --- logs, plots, checkpoints -------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
         if self._log_file is None:
+            self.folder.mark(LOG_FILE)
             self._log_file = (self.out / LOG_FILE).open("a", encoding="utf-8")
         self._log_file.write(json.dumps(record) + "\n")
         self._log_file.flush()  # whole lines on disk: a checkpoint records the log's length
@@ -184,8 +205,14 @@ class Trainer:
     def plateau(self) -> Plateau | None:
         return _fit_history(tuple(self.val_history))
 
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
     def plot(self) -> None:
-        plot_log(self.out / LOG_FILE, self.out / "loss.png", self.plateau())
+        self.folder.mark(PLOT_FILE)
+        plot_log(self.out / LOG_FILE, self.out / PLOT_FILE, self.plateau())
 
     def summary(self) -> dict[str, Any]:
         p = self.plateau()
@@ -218,29 +245,67 @@ class Trainer:
                                  "detail_weight": self.cfg.detail_weight, "warp": self.cfg.warp})
 
     def save(self) -> None:
-        """Model and checkpoint, each file written under a temporary name then renamed."""
-        save_model(self.out, self.model, self.model_info())
+        """Model and checkpoint, each file written under a temporary name then renamed; a signal
+        that comes meanwhile waits for the renames, then stops the run after this save."""
+        self.folder.mark(MODEL_FILE, INFO_FILE, CHECKPOINT_DIR)
         log = self.out / LOG_FILE
-        save_checkpoint(self.out, self.model, self.optimizer, self._generators(),
-                        {"step": self.step, "batch_halvings": self.batch_halvings, "val_history": self.val_history,
-                         "elapsed": self.elapsed(), "log_bytes": log.stat().st_size if log.exists() else 0,
-                         "config": {"preset": self.cfg.preset, "mask": self.cfg.mask, "seed": self.cfg.seed,
-                                    "render": self.render}})
+        c = self.cfg
+        with held() as signals:
+            save_model(self.out, self.model, self.model_info())
+            save_checkpoint(self.out, self.model, self.optimizer, self._generators(),
+                            {"step": self.step, "batch_halvings": self.batch_halvings, "val_history": self.val_history,
+                             "elapsed": self.elapsed(), "log_bytes": log.stat().st_size if log.exists() else 0,
+                             "config": {"preset": c.preset, "mask": c.mask, "seed": c.seed, "render": self.render,
+                                        "bucket": c.bucket, "val_faces": c.val_faces,
+                                        "facesets": {k: d.identity for k, d in self.data.items()}}})
+        self.saved_step = self.step
+        if signals.signal is not None:
+            self.stop_requested = True
 
     def _generators(self) -> dict[str, torch.Generator]:
         return {"generator": self.generator, "sampler": self.sampler}
 
+    def _check_resume(self, saved: dict[str, Any]) -> None:
+        """ResumeError unless this run has the facesets (by content), bucket, seed and held-out
+        faces the checkpoint was trained with (preset, mask and render are checked earlier)."""
+        was, now = saved.get("facesets"), {k: d.identity for k, d in self.data.items()}
+        if was is not None and [was[k]["sha256"] for k in "ab"] != [now[k]["sha256"] for k in "ab"]:
+            if [was[k]["sha256"] for k in "ab"] == [now[k]["sha256"] for k in "ba"]:
+                why = "given the other way round, each decoder would learn the other face"
+            else:
+                why = "; ".join(f"{now[k]['path']} has changed since ({now[k]['faces']} faces now)"
+                                if now[k]["path"] == was[k]["path"] else f"{now[k]['path']} holds other faces"
+                                for k in "ab" if now[k]["sha256"] != was[k]["sha256"])
+            raise ResumeError.spelled(
+                lambda s: f"{self.out}: the checkpoint was trained with {s('a', was['a']['path'])} "
+                          f"{s('b', was['b']['path'])} ({was['a']['faces']} and {was['b']['faces']} faces), and "
+                          f"{why}; resume with those facesets, unchanged, or start a new run ({s('force', True)})")
+        for key in ("bucket", "seed", "val_faces"):
+            if key in saved and saved[key] != getattr(self.cfg, key):
+                raise UsageError(f"{self.out}: its checkpoint was trained with {key} {saved[key]!r}, not "
+                                 f"{getattr(self.cfg, key)!r}; resume with {key} {saved[key]!r}")
+
     def _resume(self) -> None:
         meta = load_checkpoint(self.out, self.model, self.optimizer, self._generators(), self.device)
-        self.step = meta["step"]
+        self.step = self.saved_step = meta["step"]
         self.batch_halvings = meta["batch_halvings"]
         self.val_history = [tuple(x) for x in meta["val_history"]]
         self.elapsed_before = meta["elapsed"]
+        self.log_bytes = meta["log_bytes"]
+
+    def _prepare_folder(self) -> None:
+        """Under the folder's lock: check it again (another run may have written it since the
+        checks), make it ready, and cut a resumed run's log back to its checkpoint."""
+        c = self.cfg
+        check_model_folder(self.out, (c.a, c.b), resume=c.resume, force=c.force)
+        self.folder = ModelFolder(self.out)
+        self.folder.prepare(resume=c.resume)
         log = self.out / LOG_FILE
-        if log.exists():  # drop what was logged after the checkpoint: those steps run again
+        if c.resume and log.exists():  # drop what was logged after the checkpoint: those steps run again
             with log.open("r+b") as f:
-                f.truncate(meta["log_bytes"])
-        self.say(f"resumed at step {self.step}")
+                f.truncate(self.log_bytes)
+        if c.resume:
+            self.say(f"resumed at step {self.step}")
 
     # --- the loop ---------------------------------------------------------------------
     def done(self) -> bool:
@@ -257,55 +322,100 @@ class Trainer:
         return False
 
     def run(self) -> dict[str, Any]:
-        c = self.cfg
-        old_term = signal.signal(signal.SIGTERM, self._request_stop) if _main_thread() else None
-        window: list[tuple[float, int]] = []
-        try:
-            if self.step == 0:
-                self._validate_and_log()
-            while not self.done():
-                t0 = time.perf_counter()
-                try:
-                    rec = self.train_step()
-                except torch.cuda.OutOfMemoryError:
-                    if self.batch_size() == 1:
-                        raise TrainingError("CUDA out of memory at batch size 1; use a smaller preset") from None
-                    self.batch_halvings += 1
-                    torch.cuda.empty_cache()
-                    self.say(f"CUDA out of memory: batch halved to {self.batch_size()} and training goes on")
-                    continue
-                self.step += 1
-                dt = time.perf_counter() - t0
-                window = (window + [(dt, 2 * rec["batch"])])[-20:]
-                ips = sum(n for _, n in window) / sum(t for t, _ in window)
-                self._log({"step": self.step, **{k: round(v, 6) if isinstance(v, float) else v for k, v in rec.items()},
-                           "images_per_s": round(ips, 1), "time": round(self.elapsed(), 2)})
-                if self.step % c.val_every == 0:
-                    self._validate_and_log()
-                if self.step % c.preview_every == 0:
+        """Train until :meth:`done`; returns the summary. Holds ``out``'s lock for its length.
+
+        Ctrl-C or SIGTERM stops the run at the end of the step under way (so the checkpoint
+        holds whole steps), saves, and raises :class:`TrainingCancelled` (exit code 130)
+        naming the step and what was written. The save publishes the model so far as well as
+        the checkpoint: stopping a faceswap or DeepFaceLab run saves the model, and users
+        keep the model they stopped. A run stopped before its first step saves nothing (with
+        ``force``, the earlier model stays). A second signal stops at once, without that
+        save: the last checkpoint stays.
+        """
+        with OutputLocks([self.out], what="out"), self._stop_on_signals():
+            self._prepare_folder()
+            try:
+                self._loop()
+                if not self.stop_requested:
+                    if not self.val_history or self.val_history[-1][0] != self.step:
+                        self._validate_and_log()
                     self.preview()
-                if self.step % c.checkpoint_every == 0:
                     self.save()
-                    self.plot()
-                if not c.quiet and (self.step % 10 == 0 or self.step == 1):
-                    self.say(self.progress_line(rec, ips))
-        except KeyboardInterrupt:
-            self.say("interrupted: saving a checkpoint")
-        finally:
-            if old_term is not None:
-                signal.signal(signal.SIGTERM, old_term)
-        if not self.val_history or self.val_history[-1][0] != self.step:
-            self._validate_and_log()
-        self.preview()
-        self.save()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        self.plot()
+                elif self.step > 0 and self.step != self.saved_step:
+                    self.save()
+                self._close_log()
+                self.plot()
+            except KeyboardInterrupt:  # a second signal
+                raise self._cancelled() from None
+            finally:
+                self._close_log()
+            if self.stop_requested:
+                raise self._cancelled()
         return self.summary()
 
-    def _request_stop(self, *_: Any) -> None:
-        self.stop_requested = True
+    def _loop(self) -> None:
+        c = self.cfg
+        window: list[tuple[float, int]] = []
+        if self.step == 0:
+            self._validate_and_log()
+        while not self.done():
+            t0 = time.perf_counter()
+            try:
+                rec = self.train_step()
+            except torch.cuda.OutOfMemoryError:
+                if self.batch_size() == 1:
+                    raise TrainingError("CUDA out of memory at batch size 1; use a smaller preset") from None
+                self.batch_halvings += 1
+                torch.cuda.empty_cache()
+                self.say(f"CUDA out of memory: batch halved to {self.batch_size()} and training goes on")
+                continue
+            self.step += 1
+            dt = time.perf_counter() - t0
+            window = (window + [(dt, 2 * rec["batch"])])[-20:]
+            ips = sum(n for _, n in window) / sum(t for t, _ in window)
+            self._log({"step": self.step, **{k: round(v, 6) if isinstance(v, float) else v for k, v in rec.items()},
+                       "images_per_s": round(ips, 1), "time": round(self.elapsed(), 2)})
+            if self.step % c.val_every == 0:
+                self._validate_and_log()
+            if self.step % c.preview_every == 0:
+                self.preview()
+            if self.step % c.checkpoint_every == 0:
+                self.save()
+                self.plot()
+            if not c.quiet and (self.step % 10 == 0 or self.step == 1):
+                self.say(self.progress_line(rec, ips))
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM ask the loop to stop after the step under way; a second one
+        stops at once (KeyboardInterrupt). Only the main thread receives signals."""
+        if not _main_thread():
+            yield
+            return
+
+        def stop(signum: int, frame: Any) -> None:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+
+        before = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    def _cancelled(self) -> TrainingCancelled:
+        out, step, saved = self.out, self.step, self.saved_step
+        if saved == step:
+            return TrainingCancelled.spelled(
+                lambda s: f"cancelled at step {step}; the checkpoint in {out} resumes it ({s('resume', True)}), and "
+                          f"{out / MODEL_FILE} holds the model so far")
+        if saved is not None:
+            return TrainingCancelled.spelled(
+                lambda s: f"cancelled at step {step}, before saving it; the checkpoint in {out} (step {saved}) "
+                          f"resumes it ({s('resume', True)}), and {out / MODEL_FILE} holds the model of step {saved}")
+        return TrainingCancelled(f"cancelled at step {step}, before the first checkpoint: nothing was saved to resume")
 
     def _validate_and_log(self) -> None:
         v = self.validate()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -17,8 +18,9 @@ from swapgraph.training.config import TrainConfig, batch_at, parse_batch_schedul
 from swapgraph.training.losses import reconstruction_loss
 from swapgraph.training.trainer import Trainer
 from swapgraph.runtime.errors import UsageError
+from swapgraph.runtime.files import FOLDER_MARKER, folder_marker
 
-from helpers import GRAPHS, SHARED_CLIPS, packaged_facesets, swapgraph_subprocess
+from helpers import GRAPHS, SHARED_CLIPS, packaged_facesets, swapgraph_subprocess, write_photo_faceset
 
 
 def extract_faceset(cli, clip: Path, out: Path, *sets: str) -> Path:
@@ -231,6 +233,197 @@ class TestRefusalsLeaveNothing:
         assert r.code == 2 and r.err.count("\n") == 1 and message in r.err, r.err
         assert "--" not in r.err  # the library speaks of settings; flags are the CLI's business
         assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def photo_sets(tmp_path_factory):
+    """Two facesets of 24 faces (the fewest `train`'s 16 held-out faces allow), without face detection."""
+    root = tmp_path_factory.mktemp("photo_sets")
+    return {"a": write_photo_faceset(root / "grace", "grace_hopper", faces=24),
+            "b": write_photo_faceset(root / "astro", "astronaut", faces=24, seed=1)}
+
+
+def train_args(sets, out: Path, *extra: str | Path, steps: int = 2) -> list:
+    return ["train", "--a", sets["a"], "--b", sets["b"], "--out", out, "--batch-size", "2", "--steps", str(steps),
+            "--val-every", "2", "--checkpoint-every", "2", "--preview-every", "2", "--device", "cpu", "--quiet", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(photo_sets, tmp_path_factory):
+    """A model folder `train` made (2 steps, with its checkpoint); tests copy it."""
+    from swapgraph.cli.main import main
+
+    out = tmp_path_factory.mktemp("trained") / "m"
+    assert main([str(a) for a in train_args(photo_sets, out)]) == 0
+    return out
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class TestTheModelFolder:
+    """Training never destroys a model, nor a file it did not write."""
+
+    def test_a_users_folder_survives_train_and_force(self, cli, photo_sets, tmp_path):
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("my notes")
+        (mine / "model.json").write_text(json.dumps({"preset": "lite-64", "size": 64}))  # not swapgraph's
+        before = snapshot(mine)
+        for extra in ([], ["--force"], ["--resume"]):
+            r = cli(*train_args(photo_sets, mine, *extra))
+            assert r.code == 2 and r.err.count("\n") == 1, r.err
+            assert "'model.json' and 1 more, which swapgraph's trainer did not write" in r.err
+            assert "choose another --out" in r.err
+        assert snapshot(mine) == before and sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+        (tmp_path / "file").write_text("x")
+        r = cli(*train_args(photo_sets, tmp_path / "file"))
+        assert r.code == 2 and r.err.count("\n") == 1 and "is a file" in r.err, r.err
+        r = cli(*train_args(photo_sets, photo_sets["a"]))  # a faceset is nobody's model folder
+        assert r.code == 2 and "is also an input" in r.err, r.err
+
+    def test_a_second_run_is_refused_and_force_replaces_only_the_trainers_files(self, cli, photo_sets, trained,
+                                                                               tmp_path):
+        out = tmp_path / "m"
+        shutil.copytree(trained, out)
+        marker = folder_marker(out)
+        assert marker["kind"] == "model" and set(marker["files"]) == {p.name for p in out.iterdir()} - {FOLDER_MARKER}
+        assert set(marker["files"]) == {"model.safetensors", "model.json", "log.jsonl", "loss.png", "preview.png",
+                                        "previews", "checkpoint"}
+        before = snapshot(out)
+        r = cli(*train_args(photo_sets, out))
+        assert r.code == 2 and r.err.count("\n") == 1, r.err
+        assert r.err == (f"error: {out}: holds a trained model of an earlier run; --resume to continue it, --force "
+                         "to replace it, or another --out\n")
+        assert snapshot(out) == before
+        (out / "previews" / "mine.png").write_bytes(b"a picture of mine")  # inside the trainer's folder: left alone
+        old_previews = sorted(p.name for p in (out / "previews").glob("step_*.png"))
+        r = cli(*train_args(photo_sets, out, "--force", steps=1))
+        assert r.code == 0, r.err
+        assert (out / "previews" / "mine.png").read_bytes() == b"a picture of mine"
+        assert sorted(p.name for p in (out / "previews").glob("step_*.png")) == ["step_0000001.png"] != old_previews
+        train, _ = _records(out)
+        assert [r["step"] for r in train] == [1]  # a new log, a new model
+        assert json.loads((out / "model.json").read_text())["training"]["steps"] == 1
+        (out / "notes.txt").write_text("mine")
+        r = cli(*train_args(photo_sets, out, "--force"))
+        assert r.code == 2 and "'notes.txt'" in r.err and (out / "notes.txt").read_text() == "mine", r.err
+
+    def test_an_empty_folder_is_fine(self, cli, photo_sets, tmp_path):
+        (tmp_path / "m").mkdir()
+        r = cli(*train_args(photo_sets, tmp_path / "m", steps=1))
+        assert r.code == 0, r.err
+        assert folder_marker(tmp_path / "m")["kind"] == "model"
+
+    def test_resume_with_a_and_b_swapped_is_refused(self, cli, photo_sets, trained, tmp_path):
+        out = tmp_path / "m"
+        shutil.copytree(trained, out)
+        before = snapshot(out)
+        swapped = {"a": photo_sets["b"], "b": photo_sets["a"]}
+        r = cli(*train_args(swapped, out, "--resume", steps=4))
+        assert r.code == 2 and r.err.count("\n") == 1, r.err
+        assert (f"the checkpoint was trained with --a {photo_sets['a']} --b {photo_sets['b']}" in r.err
+                and "the other way round" in r.err)
+        with pytest.raises(UsageError, match=f"trained with a={photo_sets['a']} b={photo_sets['b']}"):
+            Trainer(TrainConfig(a=swapped["a"], b=swapped["b"], out=out, steps=4, resume=True, device="cpu"))
+        changed = tmp_path / "changed"
+        shutil.copytree(photo_sets["a"], changed)
+        with (changed / "faces.jsonl").open("a") as f:  # one face more
+            f.write((changed / "faces.jsonl").read_text().splitlines()[0] + "\n")
+        r = cli(*train_args({"a": changed, "b": photo_sets["b"]}, out, "--resume", steps=4))
+        assert r.code == 2 and f"{changed} holds other faces" in r.err, r.err
+        assert snapshot(out) == before
+
+    def test_a_truncated_checkpoint_is_one_line(self, cli, photo_sets, trained, tmp_path):
+        out = tmp_path / "m"
+        shutil.copytree(trained, out)
+        ckpt = out / "checkpoint" / "checkpoint.safetensors"
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+        r = cli(*train_args(photo_sets, out, "--resume", steps=4))
+        assert r.code == 2 and r.err.count("\n") == 1, r.err
+        assert r.err.startswith(f"error: {ckpt}: truncated or damaged") and "--force" in r.err
+
+    def test_the_temporaries_a_kill_leaves_are_the_trainers(self, cli, photo_sets, trained, tmp_path):
+        out = tmp_path / "m"
+        shutil.copytree(trained, out)
+        left = [out / ".model.partial-99999-0badf00d.safetensors", out / ".model.json.replaced-99999-0badf00d",
+                out / "checkpoint" / ".checkpoint.partial-99999-0badf00d.safetensors"]
+        for path in left:
+            path.write_bytes(b"half a file")
+        r = cli(*train_args(photo_sets, out, "--resume", steps=3))
+        assert r.code == 0, r.err
+        assert not any(p.exists() for p in left)
+        assert set(folder_marker(out)["files"]) == {p.name for p in out.iterdir()} - {FOLDER_MARKER}
+
+    @pytest.mark.parametrize("case", ["wrong size", "missing", "random bytes", "truncated"])
+    def test_a_bad_crop_is_one_line_naming_it(self, photo_sets, tmp_path, capfd, case):
+        import cv2
+
+        from swapgraph.cli.main import main
+
+        faceset = tmp_path / "faceset"
+        shutil.copytree(photo_sets["a"], faceset)
+        crop = sorted(faceset.glob("*.png"))[5]
+        if case == "wrong size":
+            cv2.imwrite(str(crop), np.zeros((128, 128, 3), np.uint8))
+        elif case == "missing":
+            crop.unlink()
+        elif case == "random bytes":
+            crop.write_bytes(np.random.default_rng(0).bytes(3000))
+        else:
+            crop.write_bytes(crop.read_bytes()[:2000])
+        out = tmp_path / "m"
+        capfd.readouterr()
+        code = main([str(a) for a in train_args({"a": faceset, "b": photo_sets["b"]}, out)])
+        err = capfd.readouterr().err  # OpenCV warns on the file descriptor, not through sys.stderr
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {crop}: "), err
+        assert "128x128" in err if case == "wrong size" else True
+        assert not out.exists()
+
+    @pytest.mark.parametrize("render", [10**9, -5])
+    def test_a_model_json_with_an_absurd_render_is_refused_when_loaded(self, trained, tmp_path, render):
+        from swapgraph.nodes.swap_model import ModelError, load_model
+
+        out = tmp_path / "m"
+        shutil.copytree(trained, out)
+        info = json.loads((out / "model.json").read_text())
+        (out / "model.json").write_text(json.dumps({**info, "render": render}))
+        with pytest.raises(ModelError, match=f"render {render}: must lie between"):
+            load_model(out)
+
+    def test_a_second_run_is_refused_while_the_first_trains_and_ctrl_c_keeps_its_checkpoint(
+            self, cli, photo_sets, tmp_path):
+        out = tmp_path / "m"
+        first = swapgraph_subprocess(*train_args(photo_sets, out, "--checkpoint-every", "1000", "--val-every",
+                                                 "1000", "--preview-every", "1000", steps=1000))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None and len(_logged(out)) < 3:
+            time.sleep(0.05)
+        assert first.poll() is None, first.communicate()[1]
+        r = cli(*train_args(photo_sets, out, "--resume"))  # another process, the same --out: refused at once
+        assert r.code == 2 and r.err.count("\n") == 1 and f"process {first.pid} on " in r.err, r.err
+        assert "is writing this output now" in r.err
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 130, err
+        step = sum("loss" in rec for rec in _logged(out))
+        assert err.splitlines()[-1] == (f"error: cancelled at step {step}; the checkpoint in {out} resumes it "
+                                        f"(--resume), and {out / 'model.safetensors'} holds the model so far"), err
+        assert json.loads((out / "model.json").read_text())["training"]["steps"] == step
+        r = cli(*train_args(photo_sets, out, "--resume", steps=step + 2))
+        assert r.code == 0, r.err
+        train, _ = _records(out)
+        assert [rec["step"] for rec in train] == list(range(1, step + 3))  # no gap, no repeat
+
+
+def _logged(out: Path) -> list[dict]:
+    try:
+        lines = (out / "log.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line.endswith("}")]
+
 
 
 @pytest.mark.real
