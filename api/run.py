@@ -135,6 +135,16 @@ def preview(spec: GraphSpec | str | Path, node: str, frame: int, *, output: str 
     graph = load(spec).graph()
     if node not in graph.nodes:
         raise ArgumentError("node", repr(node), "no such node; the graph has " + ", ".join(graph.order))
+    for nid in graph.ancestors(node):
+        bound = graph.nodes[nid]
+        if issubclass(bound.cls, Decode):
+            count = len(probe_video(bound.params.path).pts)
+            if not 0 <= frame < count:
+                raise ArgumentError("frame", str(frame), f"{'before the start' if frame < 0 else 'past the end'} of "
+                                    f"{bound.params.path}: the clip has {count} frames (0-{count - 1}); give a frame "
+                                    f"in 0-{count - 1}")
+    if frame < 0:
+        raise ArgumentError("frame", str(frame), "frames are numbered from 0; give a frame of the shot")
     outputs = evaluate_at(graph, node, frame, device=device, cache=preview_cache() if cache is None else cache)
     if output is not None and output not in outputs:
         raise ArgumentError("output", repr(output), f"node {node!r} has the outputs " + ", ".join(outputs))

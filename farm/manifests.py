@@ -8,7 +8,6 @@ intact, and ``join`` reads nothing but manifests and the files they name.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 from datetime import datetime, timezone

@@ -9,6 +9,7 @@ face (source file, frame, pts, track, box, landmarks, pose, bucket, blur score,
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -148,21 +149,76 @@ def _histogram(values: list[float], edges: list[float], width: int = 40) -> list
             for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _record_problem(record: Any) -> str | None:
+    """Why a line of ``faces.jsonl`` is not a face record the report can count, or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    for key in ("bucket", "blur", "pose", "source", "track"):
+        if key not in record:
+            return f"no {key!r}"
+    if not isinstance(record["bucket"], str):
+        return "'bucket' is not text"
+    if not _number(record["blur"]):
+        return "'blur' is not a number"
+    pose = record["pose"]
+    if not isinstance(pose, list) or not pose or not all(map(_number, pose)):
+        return "'pose' is not a list of angles"
+    if not isinstance(record["source"], (str, type(None))) or not isinstance(record["track"], int):
+        return "'source' or 'track' has the wrong type"
+    return None
+
+
+def _faces(n: int) -> str:
+    return f"{n} face{'s' if n != 1 else ''}"
+
+
 def faceset_stats(folder: Path) -> str:
-    """A text report: faces per bucket, blur and yaw histograms, tracks and sources."""
+    """A text report: faces per bucket, blur and yaw histograms, tracks and sources.
+
+    What the report is there to show is counted, never dropped: a face in a bucket
+    swapgraph does not know is listed under its own name, and a face whose blur score or
+    yaw is not finite (NaN, infinity) is left out of that histogram; each such finding
+    ends the report with a ``warning:`` line. A line that is not a face record at all (not
+    an object, a key missing, a value of the wrong type) is refused, UsageError naming the
+    line: there is nothing of it to count.
+    """
     records = list(read_faceset(folder))
+    for number, record in enumerate(records, 1):  # read_faceset gives one record per line
+        problem = _record_problem(record)
+        if problem is not None:
+            raise UsageError(f"{Path(folder) / FACES_FILE}: line {number} is not a face record ({problem}); the "
+                             "faceset is damaged, extract it again")
     if not records:
         return f"{folder}: empty faceset (0 faces)"
     buckets = Counter(r["bucket"] for r in records)
-    blur = [r["blur"] for r in records]
-    yaw = [r["pose"][0] for r in records]
+    unknown = {b: n for b, n in sorted(buckets.items()) if b not in BUCKETS}
+    measured = {"blur": [r["blur"] for r in records], "yaw": [r["pose"][0] for r in records]}
+    blur, yaw = ([v for v in values if math.isfinite(v)] for values in measured.values())
     lines = [f"{folder}: {len(records)} faces from {len({r['source'] for r in records})} source(s), "
              f"{len({(r['source'], r['track']) for r in records})} track(s)", "buckets:"]
     lines += [f"  {b:<14} {buckets.get(b, 0):>6}" for b in BUCKETS]
-    lo, hi = min(blur), max(blur)
-    lines += [f"blur (variance of Laplacian; higher is sharper): median {np.median(blur):.1f}"]
-    lines += _histogram(blur, list(np.linspace(lo, hi if hi > lo else lo + 1, 9)))
+    lines += [f"  {b!r:<14} {n:>6}  (unknown bucket)" for b, n in unknown.items()]
+    if blur:
+        lo, hi = min(blur), max(blur)
+        lines += [f"blur (variance of Laplacian; higher is sharper): median {np.median(blur):.1f}"]
+        lines += _histogram(blur, list(np.linspace(lo, hi if hi > lo else lo + 1, 9)))
+    else:
+        lines += ["blur (variance of Laplacian; higher is sharper): no finite score"]
     lines += ["yaw (degrees):"] + _histogram(yaw, list(range(-90, 91, 15)))
+    if unknown:
+        lines.append(f"warning: {_faces(sum(unknown.values()))} in a bucket swapgraph does not know "
+                     f"({', '.join(map(repr, unknown))}; the buckets are {', '.join(BUCKETS)}): a filter or training "
+                     "by bucket leaves them out")
+    for what, values in measured.items():
+        odd = [v for v in values if not math.isfinite(v)]
+        if odd:
+            kinds = sorted({"NaN" if math.isnan(v) else "infinity" for v in odd})
+            lines.append(f"warning: {_faces(len(odd))} with no finite {what} ({', '.join(kinds)}), left out of the "
+                         f"{what} histogram")
     return "\n".join(lines)
 
 

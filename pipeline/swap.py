@@ -189,9 +189,6 @@ def plan_models(plate: dict[str, int], face: dict[str, int], bank: str) -> tuple
     """
     if bank not in BANK_CHOICES:
         raise ArgumentError("bank", bank, "expected never, auto or always")
-    for flag, value in (("steps", steps), ("minutes", minutes)):
-        if value is not None and not value > 0:
-            raise ArgumentError(flag, str(value), "must be positive (an untrained model swaps no face)")
     total = sum(plate.values()) or 1
     spanned = [b for b in BUCKETS if plate[b] and plate[b] >= SPAN_SHARE * total]
     notes = []

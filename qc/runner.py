@@ -61,9 +61,9 @@ def run_qc(output: Path, source: Path, out_dir: Path | None = None, workers: int
     range its sidecar records. ``faceset_a``, ``faceset_b``: references for the identity
     measure; by default the facesets the output's model was trained on, if known.
     """
+    a, b = probe_video(output), probe_video(source)  # both readable before anything is said
     frames = frames or qc_frames_from_sidecar(output)
     references = qc_references(output, faceset_a, faceset_b)
-    a, b = probe_video(output), probe_video(source)
     start, end = api.parse_frames(frames) if frames else (0, None)
     plate_frames = len(b.pts[start:None if end is None else end + 1])
     if len(a.pts) != plate_frames or (a.info.width, a.info.height) != (b.info.width, b.info.height):

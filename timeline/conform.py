@@ -10,7 +10,6 @@ track leaves a gap, so that what covers it still shows. The original tracks are 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import opentimelineio as otio
 
 from swapgraph.runtime.errors import ArgumentError, UsageError
+from swapgraph.runtime.graph.load import parse_json
 from swapgraph.runtime.provenance import SYNTHETIC_STATEMENT, sidecar_path
 
 from .cut import CutClip, cut_clips, item_span
@@ -36,16 +36,59 @@ class ConformResult:
     hidden: list[str]  # shots that a higher track covers entirely
 
 
+#: what conform reads of each entry of a pull list, and the JSON type it must have
+_SHOT_KEYS = {"name": str, "clip": str, "track": str, "track_index": int, "item_index": int, "media": str,
+              "render": str, "record": list, "source": list, "source_start": int}
+_RENDER_KEYS = {"file": str, "render_key": str, "first": int, "last": int, "shots": list}
+_KIND_NAMES = {str: "text", int: "an integer", list: "a list"}
+
+
+def _pull_problem(doc: Any) -> str | None:
+    """Why ``doc`` (JSON data) is not a pull list conform can read, or None when it is one."""
+    if not isinstance(doc, dict):
+        return f"a JSON {type(doc).__name__}, not an object"
+    if doc.get("version") != PULL_VERSION:
+        return f"'version' is {doc.get('version')!r}, not {PULL_VERSION}"
+    rate = doc.get("rate")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+        return "no 'rate' (frames per second)"
+    for key, keys in (("shots", _SHOT_KEYS), ("renders", _RENDER_KEYS)):
+        entries = doc.get(key)
+        if not isinstance(entries, list):
+            return f"no {key!r} list"
+        for i, entry in enumerate(entries, 1):
+            what = f"{key[:-1]} {i}"
+            if not isinstance(entry, dict):
+                return f"{what} is not an object"
+            for name, kind in keys.items():
+                value = entry.get(name)
+                pair = kind is list and name != "shots"
+                if not isinstance(value, kind) or isinstance(value, bool) or (pair and len(value) != 2):
+                    return f"{what} has no {name!r} " + ("[first, last]" if pair else f"({_KIND_NAMES[kind]})")
+    files = {r["file"] for r in doc["renders"]}
+    for i, shot in enumerate(doc["shots"], 1):
+        if shot["render"] not in files:
+            return f"shot {i}'s render {shot['render']!r} is not among the renders"
+    return None
+
+
 def read_pull(folder: Path) -> dict[str, Any]:
+    """The pull list ``pull.json`` that ``swapgraph pull`` wrote in ``folder``, checked:
+    UsageError, one line naming the file, when it is missing or not a pull list."""
     path = Path(folder) / PULL_JSON
     if not path.is_file():
         raise UsageError(f"{path}: no pull list; fix: give --pull the folder swapgraph pull wrote (its --out)")
     try:
-        doc = json.loads(path.read_text())
+        doc = parse_json(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a readable pull list (not JSON text); fix: run swapgraph pull again") from None
     except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable pull list ({exc}); fix: run swapgraph pull again") from None
-    if not isinstance(doc, dict) or doc.get("version") != PULL_VERSION or not isinstance(doc.get("shots"), list):
-        raise UsageError(f"{path}: not a pull list of version {PULL_VERSION}; fix: run swapgraph pull again")
+        raise UsageError(f"{path}: not a readable pull list ({str(exc).split(';')[0]}); fix: run swapgraph pull "
+                         "again") from None
+    problem = _pull_problem(doc)
+    if problem is not None:
+        raise UsageError(f"{path}: not a pull list of version {PULL_VERSION} ({problem}); fix: run swapgraph pull "
+                         "again")
     return doc
 
 

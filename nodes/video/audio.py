@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,20 @@ import av
 
 from swapgraph.runtime.errors import MediaError
 from swapgraph.runtime.ports import Audio
+
+
+def takes_copy(fmt: str, stream: av.audio.stream.AudioStream) -> bool:
+    """Whether container format ``fmt`` takes ``stream``'s packets as they are: the codec,
+    and its parameters too (MP4 refuses MP3 at 8 kHz), tried by writing a header in memory."""
+    with av.open(io.BytesIO(), "w", format=fmt) as trial:
+        if stream.codec_context.name not in trial.supported_codecs:
+            return False
+        trial.add_stream_from_template(stream)
+        try:
+            trial.start_encoding()
+        except (av.FFmpegError, ValueError):
+            return False
+    return True
 
 
 class AudioMuxer:
@@ -33,14 +48,16 @@ class AudioMuxer:
         if audio is None or mode == "none" or not audio.streams or audio.source is None:
             return
         self.audio_in = av.open(str(audio.source))
-        supported = container.supported_codecs
         for s in self.audio_in.streams.audio:
-            if mode in ("auto", "copy") and s.codec_context.name in supported:
+            if mode in ("auto", "copy") and takes_copy(fmt, s):
                 self.audio_map[s.index] = container.add_stream_from_template(s)
                 self.modes_used.append(f"copy {s.codec_context.name}")
             elif mode == "copy":
-                raise MediaError(f"{final}: the container does not take {s.codec_context.name} audio; "
-                                 "use audio 'auto' (AAC) or a .mkv/.mov output")
+                self.discard()
+                codec = s.codec_context.codec.canonical_name
+                raise MediaError(f"{final}: the {final.suffix} container does not take the source's {codec} audio at "
+                                 f"{s.codec_context.sample_rate} Hz as it is; fix: set audio 'auto' (encoded to AAC) "
+                                 "or write a .mkv or .mov output")
             else:
                 # the default layout for the channel count: a source's may be "unspecified order",
                 # which the AAC encoder refuses

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from swapgraph.runtime.errors import MediaError, UsageError
+from swapgraph.runtime.errors import ArgumentError, MediaError, ParamError
 from swapgraph.runtime.images import rgb_to_tensor
 from swapgraph.runtime.node import InputPath, Issue, NodeSchema, Params, Port, RunContext, Source, parse_frame_range
 from swapgraph.runtime.ports import Audio, Frames
@@ -30,6 +30,15 @@ class DecodeParams(Params):
         return v
 
 
+def range_problem(frames: tuple[int, int | None], count: int, path) -> str | None:
+    """Why the inclusive 0-based range ``frames`` (end None: to the end) is not inside a
+    clip of ``count`` frames, or None when it is."""
+    start, end = frames
+    if start < count and (end is None or end < count):
+        return None
+    return f"past the end of {path}: the clip has {count} frames (0-{count - 1})"
+
+
 class Decode(Source):
     """Read a video file as batches of RGB frames, with its audio for Encode.
 
@@ -47,22 +56,34 @@ class Decode(Source):
 
     def check(self, connected: set[str]) -> list[Issue]:
         try:
-            probe_video(self.params.path)
+            index = probe_video(self.params.path)
         except MediaError as exc:
             return [Issue("param 'path'", str(exc))]
+        if self.params.frames:
+            problem = range_problem(parse_frame_range(self.params.frames), len(index.pts), self.params.path)
+            if problem is not None:
+                return [Issue("param 'frames'", problem, "give a range inside the clip, or leave it out")]
         return []
 
     def output_range(self, ctx: RunContext) -> tuple[int, int]:
-        """The frames the run's sinks get: ``--frames``, else the ``frames`` param, else all."""
-        index = probe_video(self.params.path)
-        n = len(index.pts)
-        wanted = ctx.frame_range or (parse_frame_range(self.params.frames) if self.params.frames else (0, None))
+        """The frames the run's sinks get: ``--frames``, else the ``frames`` param, else all.
+        A range past the clip's end is refused (never cut short): ArgumentError naming the
+        run's ``frames``, or ParamError naming the param."""
+        n = len(probe_video(self.params.path).pts)
+        if ctx.frame_range is not None:
+            wanted = ctx.frame_range
+            problem = range_problem(wanted, n, self.params.path)
+            if problem is not None:
+                start, end = wanted
+                raise ArgumentError("frames", f"{start}-{'' if end is None else end}",
+                                    f"{problem}; give a range inside it")
+        else:
+            wanted = parse_frame_range(self.params.frames) if self.params.frames else (0, None)
+            problem = range_problem(wanted, n, self.params.path)
+            if problem is not None:
+                raise ParamError(f"node {self.id!r} param 'frames': {problem}; give a range inside the clip")
         start, end = wanted
-        end = n - 1 if end is None else end
-        if start >= n:
-            raise UsageError(f"node {self.id!r}: frames {start}-{end} are past the end of "
-                             f"{self.params.path} ({n} frames, 0-{n - 1}); choose a range inside it")
-        return start, min(end, n - 1)
+        return start, n - 1 if end is None else end
 
     def decode_range(self, ctx: RunContext) -> tuple[int, int]:
         """The output range widened for exactness: ``ctx.preroll`` frames earlier for the

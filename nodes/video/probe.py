@@ -87,10 +87,13 @@ def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoIndex:
         timecode = stated_timecode(container)
     with _open_input(p) as container:
         vs = container.streams.video[0]
+        listed = vs.frames  # what the file's index (an MP4's sample table) promises; 0 when it has none
         pts: list[int] = []
+        read = 0
         last_duration = 0
         try:
             for packet in container.demux(vs):
+                read += packet.size > 0 or packet.pts is not None  # not the flush packet at the end
                 if packet.pts is None or packet.is_discard:
                     continue
                 pts.append(packet.pts)
@@ -100,6 +103,9 @@ def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoIndex:
             raise MediaError(f"{p}: damaged while reading ({exc}); fix: re-export the file") from None
     if not pts:
         raise MediaError(f"{p}: video stream has no frames; fix: give a video with frames")
+    if listed > read:
+        raise MediaError(f"{p}: the file's index lists {listed} frames, reading it gave {read}; the file is "
+                         "truncated or damaged; fix: re-export it")
     pts.sort()
     step = round(1 / (fps * time_base)) if fps else 1
     durations = [b - a for a, b in zip(pts, pts[1:])] + [last_duration or step]
@@ -116,6 +122,8 @@ def probe_video(path: Path) -> VideoIndex:
         st = p.stat()
     except FileNotFoundError:
         raise MediaError(f"{p}: file not found; fix: check the path") from None
+    if p.is_dir():
+        raise MediaError(f"{p}: is a folder, not a video file; fix: give the path of a video file")
     return _probe_cached(str(p.resolve()), st.st_mtime_ns, st.st_size)
 
 
@@ -173,6 +181,9 @@ def read_video(index: VideoIndex, start: int, stop: int, batch_size: int,
                 raise MediaError(f"{path}: damaged at frame {expected} ({exc}); fix: re-export the file") from None
             if expected == start and attempt == "seek" and start > 0:
                 continue
+            if expected <= stop:  # the decoder ran dry before the frames the index promised
+                raise MediaError(f"{path}: the file's index lists {len(index.pts)} frames, decoding gave {expected}; "
+                                 "the file is truncated or damaged; fix: re-export it")
             if batch[0]:
                 yield batch
             return

@@ -7,7 +7,6 @@ graph file, a ``--set`` value, and the files it reads back (chunk manifests, pul
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 

@@ -72,7 +72,8 @@ def apply_overrides(doc: Mapping[str, Any], overrides: Sequence[str], registry: 
             continue
         except (ValidationError, ValueError) as exc:
             msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            issues.append(Issue(where, f"{msg}, found {_quoted(value)}", f"give a value of the param's type ({type_name})"))
+            issues.append(Issue(where, f"{msg}, found {_quoted(value)}",
+                                f"give a value of the param's type ({type_name})"))
             continue
         spec.setdefault("params", {})[param] = str(typed) if isinstance(typed, Path) else typed
     return doc, issues

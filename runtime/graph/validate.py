@@ -259,7 +259,7 @@ def _check_paths(bound: Mapping[str, BoundNode], issues: list[Issue]) -> None:
             if value is None or role != "output":
                 continue
             where = f"node {node_id!r} ({node.cls.type_name()}) param {name!r}"
-            problem = _path_problem(Path(value))
+            problem = _path_problem(Path(value), BESIDE_MARGIN)
             if problem is not None:
                 issues.append(Issue(where, problem, "shorten the path or the file name"))
                 continue
@@ -290,12 +290,19 @@ def _check_paths(bound: Mapping[str, BoundNode], issues: list[Issue]) -> None:
                                     "choose a folder you can write to"))
 
 
-def _path_problem(path: Path) -> str | None:
-    """A path the system cannot hold: a name over 255 bytes, or the whole over PATH_MAX."""
+#: how much longer than an output's name the names written beside it get (its sidecar, the
+#: lock file and temporary name of each: ``.NAME.swapgraph.json.swapgraph-lock`` is the longest)
+BESIDE_MARGIN = 48
+
+
+def _path_problem(path: Path, margin: int = 0) -> str | None:
+    """A path the system cannot hold: a name over 255 bytes (less ``margin``, what the names
+    written beside an output add), or the whole over PATH_MAX."""
     text = str(path)
-    if len(os.fsencode(text)) >= 4096:
-        return f"the path is {len(text)} characters long, over the system's limit of 4095"
+    if len(os.fsencode(text)) + margin >= 4096:
+        return f"the path is {len(text)} characters long, over the system's limit of {4095 - margin}"
     for part in path.parts:
-        if len(os.fsencode(part)) > 255:
-            return f"the file name {part[:40]!r}... is {len(part)} characters long, over the system's limit of 255"
+        if len(os.fsencode(part)) + margin > 255:
+            return (f"the file name {part[:40]!r}... is {len(part)} characters long, over the limit of "
+                    f"{255 - margin}" + (" (255, less what the sidecar, lock and temporary names add)" if margin else ""))
     return None
