@@ -30,7 +30,7 @@ from swapgraph import api
 from swapgraph.farm.manifests import sha256_file
 from swapgraph.nodes.ports import BUCKETS
 from swapgraph.qc.runner import qc_paths, run_qc
-from swapgraph.runtime.errors import ArgumentError, GraphValidationError, SwapgraphError, UsageError
+from swapgraph.runtime.errors import ArgumentError, Cancelled, GraphValidationError, SwapgraphError, UsageError
 from swapgraph.runtime.files import can_write, write_json_atomic
 from swapgraph.runtime.provenance import sidecar_path
 from swapgraph.training.data import min_faces
@@ -354,10 +354,15 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
         # a short run validates and previews often enough to draw its curve; a long one as train does
         cadence = {"val_every": max(10, steps // 6), "preview_every": max(25, steps // 3)} \
             if steps is not None and steps < 1200 else {}
-        summary = api.train(api.TrainConfig(
-            a=result.facesets["plate"], b=result.facesets["face"], out=dest, preset=preset, bucket=bucket,
-            steps=steps, minutes=stop["minutes"], until_plateau=until_plateau, resume=resume, seed=seed,
-            device=device, checkpoint_every=checkpoint_every, quiet=quiet, **cadence), log=line)
+        try:
+            summary = api.train(api.TrainConfig(
+                a=result.facesets["plate"], b=result.facesets["face"], out=dest, preset=preset, bucket=bucket,
+                steps=steps, minutes=stop["minutes"], until_plateau=until_plateau, resume=resume, seed=seed,
+                device=device, checkpoint_every=checkpoint_every, quiet=quiet, **cadence), log=line)
+        except Cancelled:
+            raise Cancelled(f"swap cancelled while training {preset}" + (f" for bucket {bucket}" if bucket else "")
+                            + f"; the checkpoint in {dest} keeps the training so far: the same swap command "
+                            "resumes it") from None
         line(f"trained {name}: validation {summary['val']:.4f}"
              + (f"; {summary['estimate']}" if summary.get("estimate") else ""))
         state.record(stage_name, key, val=summary["val"], steps=summary.get("steps"))

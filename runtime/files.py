@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
-from .errors import OutputError
+from . import interrupts
+from .errors import Cancelled, OutputError
 
 #: the marker inside a folder swapgraph made: which files it wrote there
 FOLDER_MARKER = ".swapgraph-output.json"
@@ -368,6 +369,16 @@ class Publication:
         self.staged.append((Path(temp), Path(final)))
 
     def commit(self) -> list[Path]:
+        """Rename every staged output into place, or none. Ctrl-C and SIGTERM wait for the
+        renames; one that came meanwhile is raised afterwards as Cancelled naming what was
+        written (inside an outer ``interrupts.held``, the outer block gets it instead)."""
+        with interrupts.held() as held:
+            published = self._rename_all()
+        if held.signal is not None:
+            raise Cancelled("cancelled as it finished; written whole: " + ", ".join(map(str, published)))
+        return published
+
+    def _rename_all(self) -> list[Path]:
         done: list[tuple[Path, Path, Path | None]] = []  # (temp, final, the old output moved aside)
         try:
             for temp, final in self.staged:

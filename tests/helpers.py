@@ -37,11 +37,12 @@ def swapgraph_subprocess(*args: str | Path, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "swapgraph.cli", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
-def interrupt_at_progress(args: Sequence[str | Path], sig: int, *, at: int, timeout: float = 120) -> tuple[int, str]:
-    """Run ``swapgraph ARGS`` with stderr on a terminal (so it draws its progress bar), send
-    ``sig`` once the bar shows at least ``at`` frames done, and return (exit code, what the
-    terminal showed). The signal lands where the bar says, mid-run, not after some sleep
-    that a loaded machine can outlast."""
+def interrupt_at_progress(args: Sequence[str | Path], sig: int, *, at: int = 0, when: str | None = None,
+                          timeout: float = 300) -> tuple[int, str]:
+    """Run ``swapgraph ARGS`` with stdout and stderr on a terminal (so it draws its progress
+    bar), send ``sig`` once the bar shows at least ``at`` frames done (or, with ``when``, once
+    that regex shows), and return (exit code, what the terminal showed). The signal lands
+    where the bar says, mid-run, not after some sleep that a loaded machine can outlast."""
     import fcntl
     import pty
     import re
@@ -52,7 +53,7 @@ def interrupt_at_progress(args: Sequence[str | Path], sig: int, *, at: int, time
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "swapgraph.cli", *map(str, args)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "swapgraph.cli", *map(str, args)], stdout=slave,
                             stderr=slave, close_fds=True)
     os.close(slave)
     shown, sent = b"", False
@@ -70,12 +71,13 @@ def interrupt_at_progress(args: Sequence[str | Path], sig: int, *, at: int, time
             break
         shown += chunk
         done = [int(n) for n in re.findall(rb"(\d+)/\d+ \[", shown)]
-        if not sent and done and max(done) >= at:
+        ready = re.search(when.encode(), shown) if when else done and max(done) >= at
+        if not sent and ready:
             proc.send_signal(sig)
             sent = True
     os.close(master)
     code = proc.wait(timeout=60)
-    assert sent, f"the run ended before its progress reached {at}: {shown.decode(errors='replace')[-500:]}"
+    assert sent, f"the run ended before it reached {when or at}: {shown.decode(errors='replace')[-500:]}"
     return code, shown.decode(errors="replace")
 
 

@@ -180,3 +180,16 @@ def test_refusals_come_before_any_training(base, clips, cli, tmp_path):
                    "blend.feather=3")
     assert "blend.feather" in err
     assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "f.mp4").exists()
+
+
+def test_ctrl_c_during_training_stops_the_swap_with_exit_130_and_no_shot(clips, tmp_path):
+    from helpers import interrupt_at_progress
+
+    out = tmp_path / "shot.mp4"
+    code, shown = interrupt_at_progress(["swap", clips["plate"], clips["face"], "--out", out, "--steps", "400",
+                                         "--checkpoint-every", "5"], signal.SIGINT, when=r"step 10 ")
+    assert code == 130, shown[-800:]
+    last = shown.strip().splitlines()[-1].strip()
+    assert last.startswith("error: swap cancelled while training lite-64") and "resumes it" in last, last
+    assert not out.exists() and not out.with_name("shot.mp4.swapgraph.json").exists()
+    assert (tmp_path / "shot.work" / "model" / "checkpoint" / "checkpoint.safetensors").is_file()

@@ -355,3 +355,36 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(clip, tmp_path, cli):
     r = cli("run", GRAPHS / "transcode.json", "--set", f"plate.path={clip}", "--set", f"out.path={out}")
     assert r.code == 0, r.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4", "o.mp4.swapgraph.json"]
+
+
+def test_two_runs_in_one_process_never_share_a_temporary_name_and_the_second_is_refused(long_clip, tmp_path):
+    """What two runs from one editor server did: each run's temporary names are its own, and
+    the output's lock refuses the second run while the first writes."""
+    import threading
+
+    from swapgraph import api
+    from swapgraph.runtime.errors import OutputError
+
+    out = tmp_path / "shot.mp4"
+    spec = api.load(GRAPHS / "rescale.json", [f"plate.path={long_clip}", f"out.path={out}", "out.preset=veryslow"])
+    cancel = CancelToken()
+    first_error: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            api.run(spec, batch_size=2, cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 - looked at below
+            first_error.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".shot.partial-*")):
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    with pytest.raises(OutputError, match=r"is writing this output now"):
+        api.run(spec, batch_size=2)
+    cancel.cancel()
+    thread.join(timeout=60)
+    assert isinstance(first_error[0], Cancelled)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
