@@ -46,6 +46,8 @@ class Case:
     code: int = 2
     #: a refusal as a warning in the output instead (exit 0): text stdout must contain
     warns: tuple[str, ...] = ()
+    #: what the case changes for its run (a monkeypatch, e.g. a disk that is full)
+    patch: Callable | None = None
 
 
 CASES: dict[str, Callable[[Path], Case]] = {}
@@ -960,6 +962,130 @@ def _(t):
                 words=("nope.mp4", "not found"))
 
 
+# --- training, models, a full disk ------------------------------------------------------
+
+def photo_faceset(t: Path, name: str) -> Path:
+    from helpers import write_photo_faceset
+
+    return write_photo_faceset(t / name, "grace_hopper" if name == "a" else "astronaut", faces=26)
+
+
+def train_case(t: Path, *extra: str, words: tuple[str, ...] = ()) -> Case:
+    a, b = photo_faceset(t, "a"), photo_faceset(t, "b")
+    return Case(["train", "--a", a, "--b", b, "--out", t / "model", "--steps", "2", "--quiet", *extra],
+                absent=[t / "model" / "model.safetensors"], keep=[a, b], words=words)
+
+
+@kind("train-crop-of-the-wrong-size")
+def _(t):
+    case = train_case(t)
+    import cv2
+
+    crop = sorted((t / "a").glob("*.png"))[3]
+    cv2.imwrite(str(crop), np.zeros((128, 128, 3), np.uint8))
+    case.keep = []
+    case.words = (crop.name, "128")
+    return case
+
+
+@kind("train-crop-corrupt")
+def _(t):
+    case = train_case(t)
+    crop = sorted((t / "b").glob("*.png"))[5]
+    crop.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(300))
+    case.keep = []
+    case.words = (crop.name,)
+    return case
+
+
+@kind("train-crop-missing")
+def _(t):
+    case = train_case(t)
+    crop = sorted((t / "a").glob("*.png"))[0]
+    crop.unlink()
+    case.keep = []
+    case.words = (crop.name,)
+    return case
+
+
+@kind("train-resume-a-truncated-checkpoint")
+def _(t):
+    case = train_case(t)
+    assert main([str(a) for a in case.argv]) == 0  # a first run, then its checkpoint cut short
+    checkpoint = next((t / "model").rglob("checkpoint.safetensors"))
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    case.argv = [*case.argv, "--resume"]
+    case.absent = []
+    case.keep = [t / "model" / "model.safetensors"]
+    case.words = ("checkpoint",)
+    return case
+
+
+@kind("train-into-an-earlier-model-without-resume")
+def _(t):
+    case = train_case(t)
+    assert main([str(a) for a in case.argv]) == 0
+    case.absent = []
+    case.keep = [t / "model"]
+    case.words = ("--resume", "--force")
+    return case
+
+
+@kind("train-out-a-user-folder")
+def _(t):
+    case = train_case(t)
+    (t / "model").mkdir()
+    (t / "model" / "model.json").write_text('{"mine": true}')
+    case.keep = [t / "model"]
+    case.words = ("model.json",)
+    return case
+
+
+@kind("swap-steps-0")
+def _(t):
+    a = photo_faceset(t, "a")
+    return Case(["swap", clip(t), a, "--out", t / "s.mp4", "--steps", "0"], absent=[t / "s.mp4", t / "s.work"],
+                words=("--steps 0", "positive"))
+
+
+@kind("convert-model-json-absurd-render")
+def _(t):
+    from swapgraph.nodes.swap_model import ModelInfo, SwapModel, save_model
+
+    save_model(t / "m", SwapModel("lite-64"), ModelInfo(preset="lite-64", size=64))
+    info = json.loads((t / "m" / "model.json").read_text())
+    info["render"] = 10 ** 9
+    (t / "m" / "model.json").write_text(json.dumps(info))
+    return Case(["run", GRAPHS / "swap.json", *sets(f"plate.path={clip(t)}", f"swap.model={t / 'm'}",
+                                                     f"out.path={t / 'out.mp4'}")],
+                absent=[t / "out.mp4"], words=("model.json", "render"))
+
+
+@kind("sidecar-on-a-full-disk")
+def _(t):
+    case = transcode(t)
+    case.absent = [t / "out.mp4", t / "out.mp4.swapgraph.json"]
+    case.patch = full_disk_for(".swapgraph.partial-")
+    case.words = ("disk is full", "out.mp4")
+    return case
+
+
+def full_disk_for(marker: str):
+    """A monkeypatch: writing a file whose name holds ``marker`` fails as a full disk does."""
+    import errno
+
+    def apply(monkeypatch) -> None:
+        real = Path.write_text
+
+        def write_text(self, *args, **kwargs):
+            if marker in self.name:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", write_text)
+    return apply
+
+
 # --- the table -------------------------------------------------------------------------
 
 def snapshot(path: Path) -> dict[str, bytes] | bytes | None:
@@ -986,6 +1112,8 @@ def test_bad_input_gets_its_line(name, tiny_clip, tmp_path, capfd, monkeypatch):
     monkeypatch.chdir(t)
     case = CASES[name](t)
     before = {p: snapshot(p) for p in case.keep}
+    if case.patch is not None:
+        case.patch(monkeypatch)
     capfd.readouterr()
     code = main([str(a) for a in case.argv])
     out, err = capfd.readouterr()
