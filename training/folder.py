@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -31,7 +32,7 @@ from swapgraph.runtime.errors import OutputError
 from swapgraph.runtime.files import FOLDER_MARKER, OutputLocks, folder_marker, replace_problem, write_folder_marker
 
 from .checkpoints import CHECKPOINT_DIR, CHECKPOINT_FILE
-from .config import NamesSettings
+from .config import LOG_FILE, NamesSettings
 
 MARKER_KIND = "model"
 PLOT_FILE = "loss.png"
@@ -39,6 +40,8 @@ PREVIEW_FILE = "preview.png"
 PREVIEWS_DIR = "previews"
 #: the entries that make a folder a trained model (or one to resume)
 MODEL_ENTRIES = frozenset({MODEL_FILE, INFO_FILE, CHECKPOINT_DIR})
+#: every top-level entry the trainer writes (what a folder trained before markers holds)
+TRAINER_ENTRIES = MODEL_ENTRIES | {LOG_FILE, PLOT_FILE, PREVIEW_FILE, PREVIEWS_DIR}
 #: what the trainer writes inside its two subfolders (anything else there is left alone)
 _OWN_INSIDE = {PREVIEWS_DIR: re.compile(r"step_\d+\.png"), CHECKPOINT_DIR: re.compile(re.escape(CHECKPOINT_FILE))}
 # runtime.files' temporary names: temp_path_for (".model.partial-PID-TAG.json") and Publication's
@@ -96,7 +99,7 @@ def check_model_folder(out: Path, inputs: Iterable[Path], *, resume: bool, force
     if marker is not None and marker.get("kind") != MARKER_KIND:
         raise ModelFolderError.spelled(lambda s: f"{out}: a {marker.get('kind')} folder swapgraph made, not a model "
                                                  f"folder; choose another {s('out')}")
-    listed = set(marker.get("files") or ()) if marker else set()
+    listed = set(marker.get("files") or ()) if marker else legacy_entries(out)
     foreign = sorted(n for n in names if not _listed(n, listed))
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
@@ -115,13 +118,28 @@ def check_model_folder(out: Path, inputs: Iterable[Path], *, resume: bool, force
                                                  f"{s('out')}")
 
 
+def legacy_entries(out: Path) -> set[str]:
+    """The entries of a model folder trained before folders were marked, when it is one:
+    every entry has a name the trainer writes, and its ``model.json`` is there, in
+    swapgraph's own format. Such a folder is taken as the trainer's (and marked on its next run); any other
+    unmarked folder is nobody's to replace."""
+    names = {p.name for p in out.iterdir()} if _real_dir(out) else set()
+    if not names or not names <= TRAINER_ENTRIES or INFO_FILE not in names:
+        return set()
+    try:  # a model.json of swapgraph's own format, not a file of that name
+        info = json.loads((out / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return set()
+    return names if isinstance(info, dict) and info.get("format") == "swapgraph-model" else set()
+
+
 class ModelFolder:
     """The trainer's writes to ``out``'s top level go through :meth:`mark` first."""
 
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
         marker = folder_marker(self.out)
-        self.written: set[str] = set(marker.get("files") or ()) if marker else set()
+        self.written: set[str] = set(marker.get("files") or ()) if marker else legacy_entries(self.out)
 
     def prepare(self, *, resume: bool) -> None:
         """Make the folder ready for the run, under its lock and after :func:`check_model_folder`:

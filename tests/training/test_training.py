@@ -283,6 +283,16 @@ class TestTheModelFolder:
         r = cli(*train_args(photo_sets, photo_sets["a"]))  # a faceset is nobody's model folder
         assert r.code == 2 and "is also an input" in r.err, r.err
 
+    def test_a_model_folder_trained_before_folders_were_marked_resumes(self, cli, photo_sets, trained, tmp_path):
+        out = tmp_path / "old"
+        shutil.copytree(trained, out)
+        (out / FOLDER_MARKER).unlink()  # as a folder from before the marker
+        r = cli(*train_args(photo_sets, out))
+        assert r.code == 2 and "--resume to continue it" in r.err, r.err  # still the trainer's: a model to keep
+        r = cli(*train_args(photo_sets, out, "--resume", steps=3))  # it stopped at 2
+        assert r.code == 0, r.err
+        assert folder_marker(out)["kind"] == "model"
+
     def test_a_second_run_is_refused_and_force_replaces_only_the_trainers_files(self, cli, photo_sets, trained,
                                                                                tmp_path):
         out = tmp_path / "m"
