@@ -133,6 +133,18 @@ def outside_share(hard: torch.Tensor, crops: FaceCrops) -> float:
     return float((hard * (1 - box_masks(crops))).sum()) / total if total > 0 else 0.0
 
 
+def clipped_mask_advice(mode: str, grow: int, rendered: int, crop: int) -> str:
+    """What to do about a mask clipped by the rendered square: a larger render than the
+    model's own, when the crop has room for one, else (or as well) a smaller mask."""
+    smaller = (f"shrink the mask (grow below {grow}" + (", or mode no_forehead" if mode != "no_forehead" else "")
+               + ")")
+    larger = next((r for r in (160, 192, 224, 256) if rendered < r <= crop), None)
+    if larger is None:
+        return f"The model renders the whole {crop} px crop already: {smaller}"
+    return (f"To swap that part too, train the model to render a larger square than its {rendered} px (render "
+            f"{larger} or more, up to {crop}), or {smaller}")
+
+
 class FaceMaskParams(Params):
     mode: Literal["hull", "no_forehead", "box", "learned"] = Field(
         "no_forehead", description="hull: the face oval; no_forehead: from the brows down; box: the classic "
@@ -188,8 +200,8 @@ class FaceMask(Node):
                 self.warned = True
                 print(f"warning: node {self.id!r}: the {p.mode} mask reaches past the square the model rendered "
                       f"({share:.0%} of it lies outside the central {crops.rendered_size} px of the "
-                      f"{crops.crop_size} px crop); it is clipped there. To swap that part too, train the model "
-                      f"to render a larger square (render {min(crops.crop_size, 224)}, say)", file=sys.stderr)
+                      f"{crops.crop_size} px crop); it is clipped there. "
+                      + clipped_mask_advice(p.mode, p.grow, crops.rendered_size, crops.crop_size), file=sys.stderr)
         soft = grow_and_feather(grown, 0, p.feather)
         return {"masks": Masks(clip_to_rendered(soft, crops, max(p.feather / 2, 2.0)), crops)}
 

@@ -14,7 +14,8 @@ import torch
 from swapgraph.nodes.align import paste_crops
 from swapgraph.nodes.blend import MaskBlend, MaskBlendParams
 from swapgraph.nodes.color import ColorCorrect, ColorCorrectParams, MatchDetail, MatchDetailParams
-from swapgraph.nodes.mask import FaceMask, FaceMaskParams, box_masks, face_region_masks, grow_and_feather
+from swapgraph.nodes.mask import (FaceMask, FaceMaskParams, box_masks, clipped_mask_advice, face_region_masks,
+                                   grow_and_feather)
 from swapgraph.nodes.report import edges_measure
 from swapgraph.nodes.swap import swap_crops
 from swapgraph.runtime.images import frames_to_rgb8
@@ -130,8 +131,12 @@ def test_the_mask_says_once_that_it_was_clipped(plate, capsys):
     for _ in range(3):
         masks = node.process(swapped)["masks"].masks
     err = capsys.readouterr().err
-    assert err.count("warning: node 'mask'") == 1 and "render a larger square" in err
+    assert err.count("warning: node 'mask'") == 1 and "render a larger square than its 160 px (render 192" in err
     assert node.stats()["faces_clipped"] == 3
+    # advice that names a render larger than the model's own, or the mask to shrink
+    assert "render 256" in clipped_mask_advice("hull", 0, 224, 256)
+    assert "render" not in clipped_mask_advice("hull", 4, 256, 256).split(":")[1]
+    assert "shrink the mask (grow below 4, or mode no_forehead)" in clipped_mask_advice("hull", 4, 256, 256)
     assert float(masks[~box_masks(swapped).bool()].max()) == 0.0  # nothing outside the square
     wide = replace(crops, rendered=256)
     grown = FaceMask("mask", FaceMaskParams(mode="hull", grow=30, feather=4), CPU)
