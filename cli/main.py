@@ -300,7 +300,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
                       handles=args.handles, overrides=args.set, media_root=Path(args.media_root) if args.media_root
                       else None, rate=args.rate, plate=args.plate, node=args.node, plan_only=args.plan,
                       workers=args.workers, scheduler=args.scheduler, chunk_size=args.chunk_size,
-                      batch_size=args.batch_size, device=args.device, progress=bar, log=log)
+                      batch_size=args.batch_size, device=args.device, progress=bar, log=log,
+                      warn=lambda line: print(f"warning: {line}", file=sys.stderr))
     finally:
         bar.close()
     if args.plan:
@@ -311,7 +312,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
                 print(line)
         return 0
     if not args.quiet:
-        for s in result.shots:
+        for s in (s for s in result.shots if not s.hidden_by):
             print(f"{s.name}: {s.clip!r} on {s.track}, record {s.record_tc[0]}-{s.record_tc[1]}, source "
                   f"{s.source_tc[0]}-{s.source_tc[1]} of {Path(s.media).name} (handles {s.handles_tc[0]}-"
                   f"{s.handles_tc[1]}) -> {s.render}")
@@ -329,7 +330,8 @@ def cmd_conform(args: argparse.Namespace) -> int:
     for name in result.hidden:
         print(f"warning: shot {name} is covered by a higher track for its whole length; the swapgraph track "
               "leaves it out", file=sys.stderr)
-    print(f"done: {result.clips} clips of {result.shots} shots on the swapgraph track")
+    skipped = f" ({len(result.not_rendered)} hidden at the pull, not rendered)" if result.not_rendered else ""
+    print(f"done: {result.clips} clips of {result.shots} shots on the swapgraph track{skipped}")
     print(f"wrote {result.out}")
     return 0
 
@@ -527,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a param of the graph; repeatable")
     sp.add_argument("--media-root", metavar="DIR", help="folder to find media in: relative paths, moved files, "
                                                         "and EDL clips named by clip or reel name")
-    sp.add_argument("--rate", type=float, metavar="FPS", help="an EDL's frame rate (default: its first media's)")
+    sp.add_argument("--rate", metavar="FPS", help="an EDL's frame rate: 25, 29.97, 23.976, 30000/1001, ... (default: "
+                                               "its first media's)")
     sp.add_argument("--plate", metavar="NODE", help="the Decode node that reads the media (default: the only one)")
     sp.add_argument("--node", metavar="NODE", help="the Encode node to render (default: the only one)")
     sp.add_argument("--plan", action="store_true", help="write the pull list and print the render commands for a "

@@ -6,6 +6,9 @@ track shows the render's frame of the very source frame the clip showed there: t
 clip keeps the original's source timecodes, and its media (the render) starts at the
 timecode of its first media frame. Where a higher track covers a pulled clip, the new
 track leaves a gap, so that what covers it still shows. The original tracks are untouched.
+A shot the pull found hidden for its whole length has no render and no clip. The new cut
+counts timecode as the pulled cut does (drop frame or not) in every format; in an EDL each
+render is its reel (``SG0001``), as the pull list maps them.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from swapgraph.runtime.errors import ArgumentError, UsageError
 from swapgraph.runtime.graph.load import parse_json
 from swapgraph.runtime.provenance import SYNTHETIC_STATEMENT, sidecar_path
 
-from .cut import CutClip, cut_clips, item_span
-from .formats import FORMATS, METADATA_KEY, read_timeline, write_timeline
-from .pull import PULL_JSON, PULL_VERSION, complete_render
+from .cut import CutClip, cut_clips, is_enabled, item_span, track_label
+from .formats import FORMATS, METADATA_KEY, cut_drop_frame, quiet_adapters, read_timeline, write_timeline
+from .pull import PULL_JSON, PULL_VERSION, complete_render, render_reel
 
 TRACK_NAME = "swapgraph"
 
@@ -33,7 +36,8 @@ class ConformResult:
     out: Path
     clips: int  # clips on the new track
     shots: int
-    hidden: list[str]  # shots that a higher track covers entirely
+    hidden: list[str]  # shots that a higher track covers entirely, though the pull found them showing
+    not_rendered: list[str]  # shots the pull found hidden, and so did not render
 
 
 #: what conform reads of each entry of a pull list, and the JSON type it must have
@@ -65,9 +69,14 @@ def _pull_problem(doc: Any) -> str | None:
                 pair = kind is list and name != "shots"
                 if not isinstance(value, kind) or isinstance(value, bool) or (pair and len(value) != 2):
                     return f"{what} has no {name!r} " + ("[first, last]" if pair else f"({_KIND_NAMES[kind]})")
+    if not isinstance(doc.get("drop_frame", False), bool):
+        return "'drop_frame' is not true or false"
     files = {r["file"] for r in doc["renders"]}
     for i, shot in enumerate(doc["shots"], 1):
-        if shot["render"] not in files:
+        hidden = shot.get("hidden_by", "")
+        if not isinstance(hidden, str):
+            return f"shot {i}'s 'hidden_by' is not text"
+        if shot["render"] not in files and not (hidden and not shot["render"]):
             return f"shot {i}'s render {shot['render']!r} is not among the renders"
     return None
 
@@ -121,17 +130,37 @@ def _find(clips: list[CutClip], shot: dict[str, Any], rate: float, source: Path)
 
 def _covered(cut: otio.schema.Timeline, rate: float, above: int) -> list[tuple[int, int]]:
     """Record ranges (inclusive) that enabled items of enabled video tracks above track
-    ``above`` fill: what the cut shows there instead (all taken as opaque)."""
+    ``above`` fill: what the cut shows there instead (all taken as opaque). Enabled as
+    ``is_enabled`` reads it: a clip Premiere disables covers nothing."""
     spans = []
     for ti, track in enumerate(cut.video_tracks()):
-        if ti <= above or not track.enabled:
+        if ti <= above or not is_enabled(track):
             continue
         for ii, item in enumerate(track):
-            if isinstance(item, (otio.schema.Gap, otio.schema.Transition)) or not item.enabled:
+            if isinstance(item, (otio.schema.Gap, otio.schema.Transition)) or not is_enabled(item):
                 continue
             first, length = item_span(track, ii, rate)
             spans.append((first, first + length - 1))
     return spans
+
+
+def covering_tracks(cut: otio.schema.Timeline, clip: CutClip, rate: float) -> list[str]:
+    """The video tracks above ``clip`` that hide it for its whole length, as messages name
+    them (``V2 "titles"``, bottom first); none when the cut shows any frame of it."""
+    if visible(clip.record_in, clip.record_out, _covered(cut, rate, clip.track_index)):
+        return []
+    labels = []
+    for ti, track in enumerate(cut.video_tracks()):
+        if ti <= clip.track_index or not is_enabled(track):
+            continue
+        for ii, item in enumerate(track):
+            if isinstance(item, (otio.schema.Gap, otio.schema.Transition)) or not is_enabled(item):
+                continue
+            first, length = item_span(track, ii, rate)
+            if first <= clip.record_out and first + length - 1 >= clip.record_in:
+                labels.append(track_label(cut, track))
+                break
+    return labels
 
 
 def visible(first: int, last: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -152,17 +181,26 @@ def visible(first: int, last: int, covered: list[tuple[int, int]]) -> list[tuple
 
 
 def swap_track(cut: otio.schema.Timeline, doc: dict[str, Any], renders: dict[str, dict[str, Any]],
-               source: Path) -> tuple[otio.schema.Track, list[str]]:
-    """The ``swapgraph`` track: a clip per visible stretch of each pulled clip, gaps between."""
+               source: Path) -> tuple[otio.schema.Track, list[str], list[str]]:
+    """The ``swapgraph`` track: a clip per visible stretch of each pulled clip, gaps between;
+    the shots hidden now, and those the pull found hidden (and did not render)."""
     rate = doc["rate"]
     clips = cut_clips(cut)
+    reels = {r["file"]: r.get("reel") or render_reel(i) for i, r in enumerate(doc["renders"], 1)}
     pieces = []
-    hidden = []
+    hidden, not_rendered = [], []
     for shot in doc["shots"]:
         clip = _find(clips, shot, rate, source)
+        parts = visible(clip.record_in, clip.record_out, _covered(cut, rate, clip.track_index))
+        if shot.get("hidden_by") and not shot["render"]:
+            if parts:
+                raise UsageError(f"{source}: shot {shot['name']} was hidden by {shot['hidden_by']} at the pull, so "
+                                 "not rendered, and the cut now shows it; the cut changed since the pull: fix: pull "
+                                 "it again")
+            not_rendered.append(shot["name"])
+            continue
         render = renders[shot["render"]]
         media_zero = shot["source_start"] - shot["source"][0]  # the media's first frame as a timecode value
-        parts = visible(clip.record_in, clip.record_out, _covered(cut, rate, clip.track_index))
         if not parts:
             hidden.append(shot["name"])
         for a, b in parts:
@@ -180,8 +218,7 @@ def swap_track(cut: otio.schema.Timeline, doc: dict[str, Any], renders: dict[str
                 "graph_hash": render["graph_hash"], "sidecar": str(Path(render["sidecar"]).resolve()),
                 "source_clip": shot["clip"], "source_media": shot["media"], "source_track": shot["track"],
             }
-            if shot.get("reel"):
-                new.metadata["cmx_3600"] = {"reel": shot["reel"]}
+            new.metadata["cmx_3600"] = {"reel": reels[shot["render"]]}  # the render's, not the camera's
             pieces.append((a, b, new))
     pieces.sort(key=lambda p: p[0])
     track = otio.schema.Track(name=TRACK_NAME, kind=otio.schema.TrackKind.Video)
@@ -191,7 +228,7 @@ def swap_track(cut: otio.schema.Timeline, doc: dict[str, Any], renders: dict[str
             track.append(otio.schema.Gap(duration=otio.opentime.RationalTime(a - at, rate)))
         track.append(new)
         at = b + 1
-    return track, hidden
+    return track, hidden, not_rendered
 
 
 def _rebase(cut: otio.schema.Timeline, old: Path, new: Path) -> None:
@@ -219,9 +256,11 @@ def conform(timeline: Path, *, pull_dir: Path, out: Path, edl_style: str = "avid
         raise ArgumentError("out", str(out), f"unknown timeline format {out.suffix or '(no suffix)'}; use one of "
                             + ", ".join(sorted(FORMATS)))
     doc = read_pull(pull_dir)
-    cut = read_timeline(timeline, rate=doc["rate"])
+    with quiet_adapters():  # pyaaf2 logs about the file's insides on the root logger
+        cut = read_timeline(timeline, rate=doc["rate"])
+    drop = doc["drop_frame"] if "drop_frame" in doc else cut_drop_frame(cut, timeline)
     renders = _check_renders(pull_dir, doc)
-    track, hidden = swap_track(cut, doc, renders, timeline)
+    track, hidden, not_rendered = swap_track(cut, doc, renders, timeline)
     if out.suffix.lower() == ".edl":
         new = otio.schema.Timeline(name=f"{cut.name or timeline.stem} {TRACK_NAME}",
                                    global_start_time=cut.global_start_time)
@@ -237,5 +276,6 @@ def conform(timeline: Path, *, pull_dir: Path, out: Path, edl_style: str = "avid
     new.metadata[METADATA_KEY] = {"synthetic_media": True, "statement": SYNTHETIC_STATEMENT,
                                  "pull": str(pull_dir / PULL_JSON), "source_timeline": str(timeline),
                                  "graph": doc.get("graph")}
-    write_timeline(new, out, edl_style=edl_style)
-    return ConformResult(out, sum(isinstance(i, otio.schema.Clip) for i in track), len(doc["shots"]), hidden)
+    write_timeline(new, out, edl_style=edl_style, drop_frame=drop)
+    return ConformResult(out, sum(isinstance(i, otio.schema.Clip) for i in track), len(doc["shots"]), hidden,
+                         not_rendered)
