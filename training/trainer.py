@@ -35,7 +35,7 @@ import torch
 
 from swapgraph.nodes.align import model_input
 from swapgraph.nodes.swap_model import INFO_FILE, MODEL_FILE, PRESETS, ModelInfo, SwapModel, save_model
-from swapgraph.runtime.devices import model_autocast, resolve_device
+from swapgraph.runtime.devices import CoreMeter, model_autocast, resolve_device, usable_cores
 from swapgraph.runtime.errors import Cancelled, SwapgraphError, UsageError
 from swapgraph.runtime.files import OutputLocks
 from swapgraph.runtime.images import write_png
@@ -49,6 +49,9 @@ from .folder import PLOT_FILE, PREVIEW_FILE, PREVIEWS_DIR, ModelFolder, check_mo
 from .losses import reconstruction_loss
 from .plateau import MIN_POINTS, Plateau, describe_plateau, fit_plateau
 from .plots import plot_log
+
+#: seconds between two looks at how many cores the run can get
+THREADS_EVERY = 10.0
 
 
 class TrainingError(SwapgraphError, RuntimeError):
@@ -354,11 +357,36 @@ class Trainer:
         return self.summary()
 
     def _loop(self) -> None:
+        before = torch.get_num_threads()
+        try:
+            self._train_loop()
+        finally:
+            torch.set_num_threads(before)
+
+    def _size_threads(self, meter: CoreMeter | None) -> None:
+        """On the CPU, as many torch threads as the cores this run can get now: idle threads
+        of torch spin-wait on a core another process holds, and a step then takes many
+        times as long (measured: 96 images/s idle, 8 with one core busy elsewhere)."""
+        if self.device.type != "cpu":
+            return
+        threads = meter.usable() if meter is not None else usable_cores()
+        if threads != torch.get_num_threads():
+            if meter is not None:
+                self.say(f"{threads} torch thread{'s' if threads > 1 else ''}: {meter.allowed - threads} of "
+                         f"{meter.allowed} cores busy with other work")
+            torch.set_num_threads(threads)
+
+    def _train_loop(self) -> None:
         c = self.cfg
         window: list[tuple[float, int]] = []
+        self._size_threads(None)
+        meter, checked = CoreMeter(), time.monotonic()
         if self.step == 0:
             self._validate_and_log()
         while not self.done():
+            if time.monotonic() - checked >= THREADS_EVERY:
+                self._size_threads(meter)
+                checked = time.monotonic()
             t0 = time.perf_counter()
             try:
                 rec = self.train_step()
@@ -374,7 +402,8 @@ class Trainer:
             window = (window + [(dt, 2 * rec["batch"])])[-20:]
             ips = sum(n for _, n in window) / sum(t for t, _ in window)
             self._log({"step": self.step, **{k: round(v, 6) if isinstance(v, float) else v for k, v in rec.items()},
-                       "images_per_s": round(ips, 1), "time": round(self.elapsed(), 2)})
+                       "images_per_s": round(ips, 1), "threads": torch.get_num_threads(),
+                       "time": round(self.elapsed(), 2)})
             if self.step % c.val_every == 0:
                 self._validate_and_log()
             if self.step % c.preview_every == 0:
