@@ -440,8 +440,8 @@ def test_a_render_on_a_full_disk_stops_with_one_line_and_leaves_nothing(farm, tm
     assert not out.exists() and not list(chunks.glob("*.manifest.json")) and not list(chunks.glob(".*partial*"))
 
 
-@pytest.mark.parametrize("workers", ["0", "1"], ids=["in-process", "dask"])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+@pytest.mark.parametrize(("workers", "sig"), [("0", signal.SIGINT), ("1", signal.SIGTERM)],
+                         ids=["INT-in-process", "TERM-dask"])
 def test_ctrl_c_and_sigterm_stop_a_render_with_nothing_at_the_output(tmp_path, workers, sig):
     """The cancelled chunk is not retried as a failure: the render stops, exit 130, no join."""
     plate = write_clip(tmp_path / "long.mp4", animate_photo(packaged_photo("astronaut"), 240, size=(256, 256)))
