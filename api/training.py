@@ -1,5 +1,5 @@
 """Facesets and training: inspect and filter the faces an extraction graph wrote, train a
-swap model on two of them."""
+swap model on two of them, pretrain a base on many."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from swapgraph.nodes.faceset import faceset_stats, filter_faceset, read_faceset
-from swapgraph.training.config import NamesSettings, TrainConfig, parse_batch_schedule
+from swapgraph.training.config import NamesSettings, PretrainConfig, TrainConfig, parse_batch_schedule
 from swapgraph.training.trainer import Trainer, TrainingCancelled
 
-__all__ = ["NamesSettings", "TrainConfig", "TrainingCancelled", "faceset_buckets", "faceset_summary", "filter_faceset",
-           "parse_batch_schedule", "train"]
+__all__ = ["NamesSettings", "PretrainConfig", "TrainConfig", "TrainingCancelled", "faceset_buckets", "faceset_summary",
+           "filter_faceset", "parse_batch_schedule", "pretrain", "train"]
+
 
 def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train (or resume) a model into ``config.out``; returns the run's summary (steps,
@@ -24,7 +25,20 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> dict
     into it while this one holds it is refused (OutputError). Ctrl-C or SIGTERM saves the
     checkpoint and the model so far, then raises :class:`TrainingCancelled` (a ``Cancelled``,
     exit code 130). Errors whose fix names settings are :class:`NamesSettings`: ``as_flag()``
-    spells them as command-line flags."""
+    spells them as command-line flags.
+
+    With ``config.init`` the pair starts from a base (see :func:`pretrain`): the encoder from the
+    base's, both decoders from its decoder; the preset, mask, render and the facesets' crop and
+    coverage must be the base's, and ``model.json`` records the base (path, SHA-256 of its
+    weights). ``init`` with ``resume`` is refused: the checkpoint holds the weights already."""
+    return (Trainer(config, log=log) if log else Trainer(config)).run()
+
+
+def pretrain(config: PretrainConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train (or resume) a base into ``config.out``: the shared encoder and one generic decoder on
+    the faces of ``config.facesets`` pooled (each step samples across them; the held-out faces
+    come from the pool). The same recipe, checkpoints, signals and folder rules as :func:`train`;
+    ``model.json`` says ``"base": true`` and lists the facesets with their face counts."""
     return (Trainer(config, log=log) if log else Trainer(config)).run()
 
 

@@ -244,7 +244,8 @@ def cmd_faceset_filter(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _run_settings(args: argparse.Namespace) -> dict:
+    """The settings ``train`` and ``pretrain`` share (``RunSettings``), from their common flags."""
     from swapgraph import api
 
     if args.batch_size is not None and args.batch_schedule is not None:
@@ -257,20 +258,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise UsageError(f"--{flag} {value}: must be positive")
-    cfg = api.TrainConfig(a=Path(args.a), b=Path(args.b), out=Path(args.out), preset=args.preset, bucket=args.bucket,
-                      batch_schedule=schedule, steps=args.steps, minutes=args.minutes,
-                      until_plateau=args.until == "plateau", resume=args.resume, force=args.force, seed=args.seed,
-                      device=args.device, lr=args.lr, mask=args.mask, render=args.render, feature_weight=args.feature_weight,
-                      detail_weight=args.detail_weight, warp=args.warp, compile=args.compile, val_every=args.val_every,
-                      preview_every=args.preview_every, checkpoint_every=args.checkpoint_every, quiet=args.quiet)
-    try:
-        summary = api.train(cfg)
-    except api.training.NamesSettings as exc:  # its fix names settings: spell them as this command's flags
-        print(f"error: {exc.as_flag()}", file=sys.stderr)
-        return exc.exit_code
+    return dict(out=Path(args.out), preset=args.preset, bucket=args.bucket, batch_schedule=schedule, steps=args.steps,
+                minutes=args.minutes, until_plateau=args.until == "plateau", resume=args.resume, force=args.force,
+                seed=args.seed, device=args.device, lr=args.lr, mask=args.mask, render=args.render,
+                feature_weight=args.feature_weight, detail_weight=args.detail_weight, warp=args.warp,
+                compile=args.compile, val_every=args.val_every, preview_every=args.preview_every,
+                checkpoint_every=args.checkpoint_every, quiet=args.quiet)
+
+
+def _trained(summary: dict, verb: str) -> str:
     est = f"; {summary['estimate']}" if "estimate" in summary else ""
-    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s: validation {summary['val']:.4f}{est}")
+    return f"{verb} {summary['steps']} steps in {summary['seconds']:.0f} s: validation {summary['val']:.4f}{est}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from swapgraph import api
+
+    cfg = api.TrainConfig(a=Path(args.a), b=Path(args.b), init=Path(args.init) if args.init else None,
+                          **_run_settings(args))
+    summary = api.train(cfg)
+    print(_trained(summary, "trained"))
     print(f"model: {cfg.out}  (loss plot {cfg.out / 'loss.png'}, previews {cfg.out / 'previews'})")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from swapgraph import api
+
+    cfg = api.PretrainConfig(facesets=[Path(f) for f in args.facesets], **_run_settings(args))
+    summary = api.pretrain(cfg)
+    print(_trained(summary, "pretrained"))
+    print(f"base: {cfg.out}  (loss plot {cfg.out / 'loss.png'}, previews {cfg.out / 'previews'}); start a pair "
+          f"from it with swapgraph train --init {cfg.out}")
     return 0
 
 
@@ -368,7 +387,7 @@ def cmd_swap(args: argparse.Namespace) -> int:
                   preset=args.preset, steps=args.steps, minutes=args.minutes, until_plateau=args.until == "plateau",
                   graph=Path(args.graph) if args.graph else None, overrides=args.set, frames=_parse_range(args.frames),
                   device=args.device, bank=args.bank, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                  quiet=args.quiet, say=print)
+                  init=Path(args.init) if args.init else None, quiet=args.quiet, say=print)
     print_swap(result)
     return 0
 
@@ -378,6 +397,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     print_swap(run_demo(Path(args.out), quiet=args.quiet, steps=args.steps))
     return 0
+
+
+def _training_args(sp: argparse.ArgumentParser, out_help: str) -> None:
+    """The flags ``train`` and ``pretrain`` share; their defaults come from ``RunSettings``."""
+    from swapgraph.api import TrainConfig
+
+    recipe = TrainConfig.__dataclass_fields__  # the defaults live in one place: RunSettings
+    sp.add_argument("--preset", default="lite-64", help="classic-64, lite-64, hd-128 or hd-256")
+    sp.add_argument("--out", required=True, help=out_help)
+    sp.add_argument("--bucket", help="train only on faces of this orientation: frontal, three_quarter, side")
+    sp.add_argument("--batch-size", type=int, help="faces per identity per step (default 16)")
+    sp.add_argument("--batch-schedule", metavar="STEP:N,...", help="batch size by step, e.g. 0:8,2000:16,5000:64")
+    sp.add_argument("--steps", type=int, help="stop after this many steps")
+    sp.add_argument("--minutes", type=float, help="stop after this much training time")
+    sp.add_argument("--until", metavar="plateau", help="stop when training half as long again would gain under 1%% of the validation "
+                                                    "score (95%% bound), not before step 3000")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    sp.add_argument("--force", action="store_true", help="replace the earlier run in --out (only the files the "
+                                                         "trainer wrote there; anything else in it is refused)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sp.add_argument("--lr", type=float, default=recipe["lr"].default, help="Adam learning rate (default %(default)s)")
+    sp.add_argument("--mask", action="store_true", help="also learn a face mask channel")
+    sp.add_argument("--render", type=int, default=recipe["render"].default, metavar="PX",
+                    help="central pixels of the facesets' 256 px crops the model renders (default %(default)s; the "
+                         "facesets' coverage, 160, renders brows to lips only); the mask and corrections stay inside")
+    sp.add_argument("--feature-weight", type=float, default=recipe["feature_weight"].default, metavar="W",
+                    help="eyes, brows and lips count 1+W times in the loss (default %(default)s)")
+    sp.add_argument("--detail-weight", type=float, default=recipe["detail_weight"].default, metavar="W",
+                    help="weight of a loss on the finest detail band, against a blurry face (default %(default)s)")
+    sp.add_argument("--warp", type=float, default=recipe["warp"].default,
+                    help="random warp strength of the input, 0 = none (default %(default)s)")
+    sp.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
+    sp.add_argument("--val-every", type=int, default=50, metavar="K", help="validate every K steps")
+    sp.add_argument("--preview-every", type=int, default=200, metavar="K", help="preview grid every K steps")
+    sp.add_argument("--checkpoint-every", type=int, default=100, metavar="K", help="checkpoint every K steps")
+    sp.add_argument("--quiet", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -464,44 +520,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "(mean absolute difference of 16x16 thumbnails, 0..1); 0 keeps duplicates")
     fp.set_defaults(func=cmd_faceset_filter)
 
-    from swapgraph.api import TrainConfig
-
-    recipe = TrainConfig.__dataclass_fields__  # the defaults live in one place: TrainConfig
     sp = sub.add_parser("train", help="train a swap model on two facesets")
     sp.add_argument("--a", required=True, help="faceset of identity A (the plate's face)")
     sp.add_argument("--b", required=True, help="faceset of identity B (the face to put on it)")
-    sp.add_argument("--preset", default="lite-64", help="classic-64, lite-64, hd-128 or hd-256")
-    sp.add_argument("--out", required=True, help="model folder (weights, model.json, log, plot, previews)")
-    sp.add_argument("--bucket", help="train only on faces of this orientation: frontal, three_quarter, side")
-    sp.add_argument("--batch-size", type=int, help="faces per identity per step (default 16)")
-    sp.add_argument("--batch-schedule", metavar="STEP:N,...", help="batch size by step, e.g. 0:8,2000:16,5000:64")
-    sp.add_argument("--steps", type=int, help="stop after this many steps")
-    sp.add_argument("--minutes", type=float, help="stop after this much training time")
-    sp.add_argument("--until", metavar="plateau", help="stop when training half as long again would gain under 1%% of the validation "
-                                                    "score (95%% bound), not before step 3000")
-    sp.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    sp.add_argument("--force", action="store_true", help="replace the earlier run in --out (only the files the "
-                                                         "trainer wrote there; anything else in it is refused)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    sp.add_argument("--lr", type=float, default=recipe["lr"].default, help="Adam learning rate (default %(default)s)")
-    sp.add_argument("--mask", action="store_true", help="also learn a face mask channel")
-    sp.add_argument("--render", type=int, default=recipe["render"].default, metavar="PX",
-                    help="central pixels of the facesets' 256 px crops the model renders (default %(default)s; the "
-                         "facesets' coverage, 160, renders brows to lips only); the mask and corrections stay inside")
-    sp.add_argument("--feature-weight", type=float, default=recipe["feature_weight"].default, metavar="W",
-                    help="eyes, brows and lips count 1+W times in the loss (default %(default)s)")
-    sp.add_argument("--detail-weight", type=float, default=recipe["detail_weight"].default, metavar="W",
-                    help="weight of a loss on the finest detail band, against a blurry face (default %(default)s)")
-    sp.add_argument("--warp", type=float, default=recipe["warp"].default,
-                    help="random warp strength of the input, 0 = none (default %(default)s)")
-    sp.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
-    sp.add_argument("--val-every", type=int, default=50, metavar="K", help="validate every K steps")
-    sp.add_argument("--preview-every", type=int, default=200, metavar="K", help="preview grid every K steps")
-    sp.add_argument("--checkpoint-every", type=int, default=100, metavar="K", help="checkpoint every K steps")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--init", metavar="BASE", help="start from a base (swapgraph pretrain): its encoder, and its "
+                                                   "decoder for both decoders; same preset, mask and render")
+    _training_args(sp, "model folder (weights, model.json, log, plot, previews)")
     sp.set_defaults(func=cmd_train)
 
+    sp = sub.add_parser("pretrain", help="train a base (the encoder and one generic decoder) on the faces of many "
+                                         "people, for pairs to start from (train --init)")
+    sp.add_argument("facesets", nargs="+", metavar="FACESET", help="facesets of many people, pooled: each step "
+                                                                   "samples across them")
+    _training_args(sp, "the base's model folder (weights, model.json, log, plot, previews)")
+    sp.set_defaults(func=cmd_pretrain)
     sp = sub.add_parser("qc", help="measure a swapped shot against its plate")
     sp.add_argument("output", help="the swapped video")
     sp.add_argument("--source", required=True, help="the plate it was made from")
@@ -572,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--steps", type=int, help="train this many steps (each model of a bank)")
     stop.add_argument("--until", metavar="plateau", help="train until the plateau rule stops (the default, at most "
                                                          "two hours)")
+    sp.add_argument("--init", metavar="BASE", help="start training from a base (swapgraph pretrain) of --preset; "
+                                                   "another base trains again")
     sp.add_argument("--graph", help="the conversion graph (default graphs/swap.json)")
     sp.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                     help="override a param of the conversion graph; repeatable")
@@ -605,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "batch_size", None) is not None and not 1 <= args.batch_size <= 1024:
             raise UsageError(f"--batch-size {args.batch_size}: expected 1..1024")
         return args.func(args)
-    except ArgumentError as exc:  # the API names its keyword; the command line shows the flag
+    except (ArgumentError, api.training.NamesSettings) as exc:  # the API names its keyword; the CLI shows the flag
         if debug:
             traceback.print_exc()
         print(f"error: {exc.as_flag()}", file=sys.stderr)

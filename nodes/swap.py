@@ -119,6 +119,9 @@ class Swap(Node):
             for path in bank_models(Path(self.params.model)).values():
                 refuse_pickles(path)
                 info = read_info(path)
+                if info.base:
+                    return [Issue("param 'model'", f"{path}: a base (swapgraph pretrain), with one decoder: it "
+                                  "swaps no face", "train a pair from it (swapgraph train --init) and give that")]
                 renders.add(info.render or info.coverage)
         except ModelError as exc:
             return [Issue("param 'model'", str(exc))]

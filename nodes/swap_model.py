@@ -10,7 +10,8 @@ expression. Presets by name:
 - ``hd-128`` and ``hd-256``: for faces that are large in the plate.
 
 A model is a folder: ``model.safetensors`` (weights) and ``model.json`` (preset,
-resolution, crop and coverage, identities, bucket, training summary). Loading reads
+resolution, crop and coverage, identities, bucket, training summary; a base's facesets, a
+pair's base). Loading reads
 tensors with safetensors and JSON with pydantic; nothing is ever unpickled, and a folder
 holding a pickle is refused.
 """
@@ -160,6 +161,16 @@ class ModelInfo(BaseModel):
     bucket: str | None = None
     mask: bool = False
     training: dict[str, Any] = Field(default_factory=dict)
+    base: bool = Field(False, description="a base (`swapgraph pretrain`): one generic decoder, 'base', trained on "
+                                          "the faces of many people; pairs start from it (`train --init`)")
+    facesets: list[dict[str, Any]] = Field(default_factory=list, description="a base's facesets: path, faces, "
+                                                                             "sha256 of faces.jsonl")
+    init: dict[str, str] | None = Field(None, description="the base a pair started from: path and sha256 of its "
+                                                          f"{MODEL_FILE}")
+
+
+#: fields a model.json holds only where they say something: a pair trained from scratch has none
+_ONLY_WHEN_SET = {"base", "facesets", "init"}
 
 
 def refuse_pickles(folder: Path) -> None:
@@ -267,7 +278,7 @@ def save_model(folder: Path, model: SwapModel, info: ModelInfo) -> None:
     # the weights are renamed into place first, then their description
     with atomic_path(folder / INFO_FILE) as tmp_j, atomic_path(folder / MODEL_FILE) as tmp_w:
         save_file(state, str(tmp_w))
-        tmp_j.write_text(info.model_dump_json(indent=2) + "\n")
+        tmp_j.write_text(info.model_dump_json(indent=2, exclude=_ONLY_WHEN_SET - info.model_fields_set) + "\n")
 
 
 def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -7,7 +7,8 @@ work folder's ``swapgraph-work.json``):
 1. extract the plate's faceset (A) and the face material's (B): FACE is a clip, a folder
    of photos, or a faceset;
 2. train one model, or a bank of one model per orientation bucket when the plate's faces
-   span several buckets and the face material covers them; a run killed mid-way resumes
+   span several buckets and the face material covers them, from scratch or from a base
+   (``init``: its weights' hash is part of the stage's key); a run killed mid-way resumes
    from its checkpoint;
 3. convert the plate with the graph (``graphs/swap.json`` by default);
 4. QC the result against the plate.
@@ -34,10 +35,12 @@ from swapgraph.runtime.errors import ArgumentError, Cancelled, GraphValidationEr
 from swapgraph.runtime.files import can_write, write_json_atomic
 from swapgraph.runtime.provenance import sidecar_path
 from swapgraph.training.data import min_faces
+from swapgraph.training.pretrained import check_fits, read_base
 
 WORK_FILE = "swapgraph-work.json"
 WORK_VERSION = 1
 VAL_FACES = api.TrainConfig.__dataclass_fields__["val_faces"].default  # the faces training holds out
+RENDER = api.TrainConfig.__dataclass_fields__["render"].default  # the square swap's models render
 MIN_FACES = min_faces(VAL_FACES)  # what training needs, per identity (and per bucket for a bank)
 SPAN_SHARE = 0.15  # a plate spans a bucket that holds at least this share of its faces
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -226,13 +229,15 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
          steps: int | None = None, minutes: float | None = None, until_plateau: bool = False,
          graph: Path | None = None, overrides: Sequence[str] = (), frames: tuple[int, int | None] | None = None,
          device: str = "auto", bank: str = "auto", seed: int = 0, checkpoint_every: int = 100,
-         quiet: bool = False, say: Callable[[str], None] | None = None) -> SwapResult:
+         init: Path | None = None, quiet: bool = False, say: Callable[[str], None] | None = None) -> SwapResult:
     """Extract, train, convert and QC: ``plate`` with ``face``'s identity, into ``out``.
 
     Stops training at ``steps``, ``minutes`` or the plateau, whichever comes first; with
     none given, at the plateau or after two hours. A bank's models share ``minutes``.
+    ``init``: every model starts from this base (``swapgraph pretrain``, of ``preset``,
+    rendering the default square without a mask); another base trains them again.
     Refusals (one line, exit 2) come before any training: an unwritable work folder, a
-    plate or face material with no faces, or too few to train.
+    plate or face material with no faces, or too few to train, a base that does not fit.
     """
     started = time.perf_counter()
     say = say or (lambda text: None)
@@ -245,6 +250,15 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
             raise ArgumentError(flag, str(value), "must be positive (an untrained model swaps no face)")
     if steps is None and minutes is None and not until_plateau:
         until_plateau, minutes = True, DEFAULT_MINUTES
+    base = read_base(init) if init is not None else None
+    if base is not None:  # swap's models render the default square without a mask: its base must too
+        if base.info.mask or base.render != RENDER:
+            raise ArgumentError("init", str(init), f"a base that renders {base.render} px"
+                                f"{' with a mask channel' if base.info.mask else ''}; swap trains models that "
+                                f"render {RENDER} px without a mask: give a base pretrained with the default render "
+                                "and no mask")
+        # the facesets' crop and coverage are the extraction's: the trainer checks them
+        check_fits(base, preset=preset, mask=False, render=RENDER, crop=base.info.crop, coverage=base.info.coverage)
     graph = Path(graph).resolve() if graph else api.presets()["swap.json"]
     spec = api.load(graph, list(overrides))
     plate_node, swap_nodes, out_node = _graph_ids(spec)
@@ -259,7 +273,7 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
     for what, folder in (("work", work), ("out", out.parent)):
         if not can_write(folder):
             raise ArgumentError(what, str(folder), "cannot write there (nor make it); choose a writable folder")
-    problem = work_folder_problem(work, [plate, face])
+    problem = work_folder_problem(work, [plate, face, *([base.path] if base is not None else [])])
     if problem is not None:
         raise ArgumentError("work", str(work), problem)
     work.mkdir(parents=True, exist_ok=True)
@@ -338,7 +352,8 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
         name = bucket or "all"
         dest = root / bucket if bucket else root
         key = _digest({"stage": "train", "a": keys["plate"], "b": keys["face"], "preset": preset, "stop": stop,
-                       "seed": seed, "bucket": bucket, "bank": buckets})
+                       "seed": seed, "bucket": bucket, "bank": buckets,
+                       **({"init": base.sha256} if base is not None else {})})
         model_keys[name] = key
         result.models[name] = dest
         stage_name = f"train {name}"
@@ -350,7 +365,8 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
         if not resume:
             shutil.rmtree(dest, ignore_errors=True)
             state.record(f"training {name}", key)  # what the folder's checkpoint belongs to
-        line(f"training {preset}" + (f" for bucket {bucket}" if bucket else "") + (" (resuming)" if resume else ""))
+        line(f"training {preset}" + (f" for bucket {bucket}" if bucket else "") + (" (resuming)" if resume else "")
+             + (f" from the base {base.path}" if base is not None and not resume else ""))
         # a short run validates and previews often enough to draw its curve; a long one as train does
         cadence = {"val_every": max(10, steps // 6), "preview_every": max(25, steps // 3)} \
             if steps is not None and steps < 1200 else {}
@@ -358,7 +374,8 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
             summary = api.train(api.TrainConfig(
                 a=result.facesets["plate"], b=result.facesets["face"], out=dest, preset=preset, bucket=bucket,
                 steps=steps, minutes=stop["minutes"], until_plateau=until_plateau, resume=resume, seed=seed,
-                device=device, checkpoint_every=checkpoint_every, quiet=quiet, **cadence), log=line)
+                device=device, checkpoint_every=checkpoint_every, quiet=quiet, **cadence,
+                init=None if resume or base is None else base.path), log=line)
         except Cancelled:
             raise Cancelled(f"swap cancelled while training {preset}" + (f" for bucket {bucket}" if bucket else "")
                             + f"; the checkpoint in {dest} keeps the training so far: the same swap command "

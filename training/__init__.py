@@ -1,1 +1,1 @@
-"""Training a swap model: data, augmentation, losses, the trainer, checkpoints, plots."""
+"""Training a swap model: data, augmentation, losses, the trainer, checkpoints, plots, pretrained starts."""

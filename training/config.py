@@ -1,5 +1,6 @@
-"""What a training run is told: :class:`TrainConfig`, the batch schedule, the run folder's log,
-and the errors whose fix names other settings (:class:`NamesSettings`)."""
+"""What a training run is told: :class:`TrainConfig` (a pair) or :class:`PretrainConfig` (a base),
+the batch schedule, the run folder's log, and the errors whose fix names other settings
+(:class:`NamesSettings`)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,10 @@ class ResumeError(NamesSettings, UsageError):
     """A run that cannot resume from its checkpoint: other settings or facesets, or a damaged file."""
 
 
+class InitError(NamesSettings, UsageError):
+    """A pretrained start the run cannot take: not a base, or a base of other settings."""
+
+
 def parse_batch_schedule(text: str) -> list[tuple[int, int]]:
     """``"0:8,2000:16,5000:64"`` -> [(0, 8), (2000, 16), (5000, 64)]: batch size from each step on."""
     pairs = []
@@ -67,14 +72,12 @@ def batch_at(schedule: list[tuple[int, int]], step: int) -> int:
     return [b for s, b in schedule if s <= step][-1]
 
 
-@dataclass
-class TrainConfig:
-    """One training run: facesets ``a`` and ``b``, the model folder ``out``, the recipe and when to stop
+@dataclass(kw_only=True)
+class RunSettings:
+    """What ``train`` and ``pretrain`` share: the model folder ``out``, the recipe and when to stop
     (``steps``, ``minutes`` or ``until_plateau``; whichever comes first). The recipe's defaults live
     here only: the CLI reads them from this class."""
 
-    a: Path
-    b: Path
     out: Path
     preset: str = "lite-64"
     bucket: str | None = None
@@ -98,3 +101,32 @@ class TrainConfig:
     preview_every: int = 200
     checkpoint_every: int = 100
     quiet: bool = False
+
+
+@dataclass(kw_only=True)
+class TrainConfig(RunSettings):
+    """A pair: facesets ``a`` and ``b``, one decoder each; ``init``: a base (``swapgraph pretrain``'s
+    model folder) whose encoder starts the encoder and whose decoder starts both decoders."""
+
+    a: Path
+    b: Path
+    init: Path | None = None
+
+    def identities(self) -> dict[str, list[Path]]:
+        """Each decoder's name and the facesets it learns."""
+        return {"a": [Path(self.a)], "b": [Path(self.b)]}
+
+
+#: the one identity of a base: the faces of every faceset it was pretrained on, pooled
+BASE = "base"
+
+
+@dataclass(kw_only=True)
+class PretrainConfig(RunSettings):
+    """A base: the shared encoder and one generic decoder (``base``) trained on the faces of many
+    people, ``facesets`` pooled (each step samples across them), for pairs to start from."""
+
+    facesets: list[Path]
+
+    def identities(self) -> dict[str, list[Path]]:
+        return {BASE: [Path(f) for f in self.facesets]}

@@ -39,7 +39,9 @@ class FaceData:
     coverage: int
     train: torch.Tensor  # indices
     val: torch.Tensor
-    identity: dict  # {"path", "faces", "sha256"}: what a resume must be given again (see faceset_identity)
+    #: what a resume must be given again: {"path", "faces", "sha256"} (see faceset_identity); for a
+    #: pool (see load_pool) {"faces", "sha256", "facesets": [each faceset's]}
+    identity: dict
 
 
 _CV_LOG_ERROR = 2  # cv2.utils.logging.LOG_LEVEL_ERROR, which this build's cv2 does not expose
@@ -117,24 +119,88 @@ def load_faceset(folder: Path, device: torch.device, bucket: str | None, val_fac
     (in ``bucket``, if given) or a crop is missing, unreadable or of another size.
     """
     folder = Path(folder)
-    if bucket is not None and bucket not in BUCKETS:
-        raise UsageError(f"bucket {bucket!r}: unknown; choose from {', '.join(BUCKETS)}")
-    records = [r for r in read_faceset(folder) if bucket is None or r["bucket"] == bucket]
+    records = _records(folder, bucket)
     if len(records) < min_faces(val_faces):
         raise UsageError(f"{folder}: {len(records)} faces{f' in bucket {bucket}' if bucket else ''}; training needs "
                          f"at least {min_faces(val_faces)} ({val_faces} are held out for validation); extract more")
-    info = json.loads((folder / FACESET_INFO).read_text()) if (folder / FACESET_INFO).is_file() else {}
-    size = info.get("crop") if isinstance(info.get("crop"), int) else None
+    return _on_device(folder.name, [(folder, records)], device, val_faces, seed,
+                      faceset_identity(folder, len(records)))
+
+
+def load_pool(folders: list[Path], device: torch.device, bucket: str | None, val_faces: int, seed: int) -> FaceData:
+    """Read the faces of ``folders`` once, pooled as one identity (a base's: many people's faces);
+    hold out ``val_faces`` faces of the pool chosen by ``seed``. Its identity holds the pool's faces,
+    a SHA-256 over its facesets' in order (what a resume must be given again) and each faceset's
+    own identity (``facesets``).
+
+    UsageError, before anything is held, when a folder is not a faceset, holds no faces (in
+    ``bucket``), is given twice (by content), was aligned unlike the first, or the pool has too few
+    faces; or when a crop is missing, unreadable or of another size.
+    """
+    folders = [Path(f) for f in folders]
+    if not folders:
+        raise UsageError("no facesets: a base is trained on the faces of many people; give their facesets")
+    read = [(f, _records(f, bucket)) for f in folders]
+    identities = []
+    for folder, records in read:
+        if not records:
+            raise UsageError(f"{folder}: no faces{f' in bucket {bucket}' if bucket else ''}; extract some, or leave it "
+                             "out")
+        identity = faceset_identity(folder, len(records))
+        same = [i for i in identities if i["sha256"] == identity["sha256"]]
+        if same:
+            raise UsageError(f"{folder}: the same faces as {same[0]['path']}; give each faceset once")
+        identities.append(identity)
+    aligned = {f: _alignment(f) for f in folders}
+    first = folders[0]
+    for folder in folders[1:]:
+        (c0, s0), (c, s) = aligned[first], aligned[folder]
+        if c != c0 or None not in (s, s0) and s != s0:
+            raise UsageError(f"{first} and {folder} were aligned differently (coverage {c0} and {c} of {s0 or '?'} "
+                             f"and {s or '?'} px crops); extract every faceset of a base with one Align")
+    total = sum(len(r) for _, r in read)
+    if total < min_faces(val_faces):
+        raise UsageError(f"{total} faces in {len(folders)} faceset{'s' if len(folders) > 1 else ''}"
+                         f"{f' (bucket {bucket})' if bucket else ''}; training needs at least {min_faces(val_faces)} "
+                         f"({val_faces} are held out for validation); add facesets or extract more")
+    pool = hashlib.sha256("".join(i["sha256"] for i in identities).encode()).hexdigest()
+    return _on_device("pool", read, device, val_faces, seed, {"faces": total, "sha256": pool, "facesets": identities})
+
+
+def _records(folder: Path, bucket: str | None) -> list[dict]:
+    if bucket is not None and bucket not in BUCKETS:
+        raise UsageError(f"bucket {bucket!r}: unknown; choose from {', '.join(BUCKETS)}")
+    return [r for r in read_faceset(folder) if bucket is None or r["bucket"] == bucket]
+
+
+def _info(folder: Path) -> dict:
+    return json.loads((folder / FACESET_INFO).read_text()) if (folder / FACESET_INFO).is_file() else {}
+
+
+def _alignment(folder: Path) -> tuple[int, int | None]:
+    """(coverage, crop size) from ``faceset.json``; the size None when it does not say (the crops tell)."""
+    info = _info(folder)
+    return int(info.get("coverage", 160)), info["crop"] if isinstance(info.get("crop"), int) else None
+
+
+def _on_device(name: str, read: list[tuple[Path, list[dict]]], device: torch.device, val_faces: int, seed: int,
+               identity: dict) -> FaceData:
+    """The crops and masks of ``read`` (facesets and their records, in order) on ``device``."""
     crops, masks, features = [], [], []
-    for r in records:
-        img = read_crop(folder / r["file"], size)
-        size = img.shape[0]  # no size in faceset.json: the first crop's is the faceset's
-        crops.append(img)
-        masks.append(_hull_mask(r["landmarks"], r["frame_from_crop"], size))
-        features.append(_feature_mask(r["landmarks"], r["frame_from_crop"], size))
+    size = None
+    for folder, records in read:
+        info = _info(folder)
+        size = info.get("crop") if isinstance(info.get("crop"), int) else size
+        for r in records:
+            img = read_crop(folder / r["file"], size)
+            size = img.shape[0]  # no size in faceset.json: the first crop's is the faceset's
+            crops.append(img)
+            masks.append(_hull_mask(r["landmarks"], r["frame_from_crop"], size))
+            features.append(_feature_mask(r["landmarks"], r["frame_from_crop"], size))
     crops_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().to(device)
     masks_t = torch.from_numpy(np.stack(masks))[:, None].to(device)
     features_t = torch.from_numpy(np.stack(features))[:, None].to(device)
-    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed))
-    return FaceData(folder.name, crops_t, masks_t, features_t, int(info.get("coverage", 160)), order[val_faces:].to(device),
-                    order[:val_faces].to(device), faceset_identity(folder, len(records)))
+    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))
+    coverage = int(_info(read[0][0]).get("coverage", 160))
+    return FaceData(name, crops_t, masks_t, features_t, coverage, order[val_faces:].to(device),
+                    order[:val_faces].to(device), identity)

@@ -1,5 +1,9 @@
-"""Training the swap model from two facesets, with everything needed to know when it is done.
+"""Training the swap model from two facesets, with everything needed to know when it is done;
+and pretraining a base on the faces of many people, the same way.
 
+- A run trains one decoder per identity: ``a`` and ``b`` for a pair (:class:`TrainConfig`), the
+  one ``base`` for a base (:class:`PretrainConfig`), whose facesets are pooled. A pair may start
+  from a base (``init``, :mod:`.pretrained`).
 - Facesets are loaded once and kept on the training device as uint8 (:mod:`.data`);
   augmentation runs there in batches (:mod:`.augment`).
 - The training loss is logged every step; a validation score every ``val_every`` steps
@@ -10,7 +14,8 @@
 - Checkpoints (:mod:`.checkpoints`) are written atomically every ``checkpoint_every`` steps
   and at exit; ``resume`` continues the same run after a kill -9, and the log is cut back to
   the checkpoint so it has no gap or repeat. A resume must be given the facesets (by content),
-  preset, mask, render, bucket and seed the checkpoint was trained with.
+  preset, mask, render, bucket and seed the checkpoint was trained with; it keeps the base
+  the run started from.
 - The model folder is the trainer's alone (:mod:`.folder`): files it did not write there are
   never replaced, a model there is continued (``resume``) or replaced (``force``) only when
   asked, and one run at a time holds it.
@@ -43,12 +48,13 @@ from swapgraph.runtime.interrupts import held
 
 from .augment import augment, plain_input
 from .checkpoints import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from .config import LOG_FILE, NamesSettings, ResumeError, TrainConfig, batch_at
-from .data import FaceData, load_faceset
+from .config import BASE, LOG_FILE, InitError, NamesSettings, PretrainConfig, ResumeError, TrainConfig, batch_at
+from .data import FaceData, load_faceset, load_pool
 from .folder import PLOT_FILE, PREVIEW_FILE, PREVIEWS_DIR, ModelFolder, check_model_folder, check_not_busy
 from .losses import reconstruction_loss
 from .plateau import MIN_POINTS, Plateau, describe_plateau, fit_plateau
 from .plots import plot_log
+from .pretrained import Base, check_fits, read_base, start_from
 
 #: seconds between two looks at how many cores the run can get
 THREADS_EVERY = 10.0
@@ -65,9 +71,9 @@ class TrainingCancelled(NamesSettings, Cancelled):
 
 
 class Trainer:
-    """One training run of a :class:`SwapModel` on two facesets; see the module docstring."""
+    """One training run of a :class:`SwapModel`: a pair or a base; see the module docstring."""
 
-    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(self, cfg: TrainConfig | PretrainConfig, log: Callable[[str], None] = print) -> None:
         if cfg.preset not in PRESETS:
             raise UsageError(f"preset {cfg.preset!r}: unknown; choose one of {', '.join(PRESETS)}")
         if cfg.steps is None and cfg.minutes is None and not cfg.until_plateau:
@@ -75,38 +81,60 @@ class Trainer:
         if cfg.resume and cfg.force:
             raise ResumeError.spelled(lambda s: f"{s('resume', True)} and {s('force', True)}: give one (resume "
                                                 "continues the run in the folder, force replaces it)")
+        init = Path(cfg.init) if isinstance(cfg, TrainConfig) and cfg.init is not None else None
+        if init is not None and cfg.resume:
+            raise InitError.spelled(lambda s: f"{s('init', init)} and {s('resume', True)}: give one (the checkpoint "
+                                              "already holds the weights, and the base it started from)")
         self.cfg = cfg
         self.say = log
         self.out = Path(cfg.out)
+        self.sets = cfg.identities()  # decoder -> its facesets
+        self.init_path = init
         check_not_busy(self.out)
-        check_model_folder(self.out, (cfg.a, cfg.b), resume=cfg.resume, force=cfg.force)
+        check_model_folder(self.out, self._inputs(), resume=cfg.resume, force=cfg.force)
         saved = read_checkpoint_meta(self.out)["config"] if cfg.resume else None  # the settings it must match
         if saved is not None and (saved["preset"], saved["mask"]) != (cfg.preset, cfg.mask):
             raise UsageError(f"{self.out}: its checkpoint is a {saved['preset']} model"
                              f"{' with a mask' if saved['mask'] else ''}; resume with the same preset and mask")
+        self.base: Base | None = read_base(init) if init is not None else None
+        if self.base is not None:  # the checks that need no faceset, before the facesets are read
+            check_fits(self.base, preset=cfg.preset, mask=cfg.mask, render=cfg.render or self.base.render,
+                       crop=self.base.info.crop, coverage=self.base.info.coverage)
         self.device = resolve_device(cfg.device, None, ("cpu", "cuda"))
         self.size = PRESETS[cfg.preset].size
-        self.data = {"a": load_faceset(cfg.a, self.device, cfg.bucket, cfg.val_faces, cfg.seed),
-                     "b": load_faceset(cfg.b, self.device, cfg.bucket, cfg.val_faces, cfg.seed + 1)}
-        a, b = self.data["a"], self.data["b"]
-        if a.coverage != b.coverage or a.crops.shape[-1] != b.crops.shape[-1]:
-            raise UsageError(f"{cfg.a} and {cfg.b} were aligned differently (coverage {a.coverage} and {b.coverage} "
-                             f"of {a.crops.shape[-1]} and {b.crops.shape[-1]} px crops); extract both with one Align")
+        pooled = isinstance(cfg, PretrainConfig)
+        self.data = {name: (load_pool(sets, self.device, cfg.bucket, cfg.val_faces, cfg.seed + i) if pooled else
+                            load_faceset(sets[0], self.device, cfg.bucket, cfg.val_faces, cfg.seed + i))
+                     for i, (name, sets) in enumerate(self.sets.items())}
+        first, a = next(iter(self.data.items()))
+        for name, d in self.data.items():
+            if d.coverage != a.coverage or d.crops.shape[-1] != a.crops.shape[-1]:
+                raise UsageError(f"{self._given(first)} and {self._given(name)} were aligned differently (coverage "
+                                 f"{a.coverage} and {d.coverage} of {a.crops.shape[-1]} and {d.crops.shape[-1]} px "
+                                 "crops); extract both with one Align")
         # the square the model renders: the faceset's coverage sets the face's scale in the crop,
         # a larger render takes in the jaw, cheeks and forehead the coverage leaves out
         self.render = cfg.render or a.coverage
         if not a.coverage <= self.render <= a.crops.shape[-1]:
             raise UsageError(f"render {self.render}: must lie between the facesets' coverage ({a.coverage}) and "
                              f"their crop size ({a.crops.shape[-1]})")
+        if self.base is not None:
+            check_fits(self.base, preset=cfg.preset, mask=cfg.mask, render=self.render, crop=int(a.crops.shape[-1]),
+                       coverage=a.coverage)
         if saved is not None and saved.get("render", self.render) != self.render:
             raise UsageError(f"{self.out}: its checkpoint renders {saved['render']} px; resume with render "
                              f"{saved['render']}")
         if saved is not None:
             self._check_resume(saved)
+        # the base a resumed run started from: its checkpoint says
+        self.init_record = self.base.record() if self.base is not None else saved.get("init") if saved else None
         # every check is behind us: run() takes the folder's lock, and only then writes
         self.folder = ModelFolder(self.out)
         torch.manual_seed(cfg.seed)
-        self.model = SwapModel(cfg.preset, ("a", "b"), cfg.mask).to(self.device)
+        self.model = SwapModel(cfg.preset, tuple(self.data), cfg.mask)
+        if self.base is not None:
+            start_from(self.model, self.base)
+        self.model = self.model.to(self.device)
         cuda = self.device.type == "cuda"
         if cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -140,25 +168,25 @@ class Trainer:
                        self.cfg.warp, d.features[pick] if self.cfg.feature_weight > 0 else None)
 
     def train_step(self) -> dict[str, float]:
-        """One step: N faces of each identity through the shared encoder in one pass of 2N."""
+        """One step: N faces of each identity through the shared encoder in one pass (2N for a pair)."""
         n = self.batch_size()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        a, b = (self._sample(d, n) for d in self.data.values())
-        x = torch.cat([a[0], b[0]])
+        batches = [self._sample(d, n) for d in self.data.values()]
+        x = torch.cat([b[0] for b in batches])
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast:
             z = self.forward_encoder(x)
-            preds = [self.model.decoders["a"](z[:n]), self.model.decoders["b"](z[n:])]
+            preds = [self.model.decoders[name](z[i * n:(i + 1) * n]) for i, name in enumerate(self.data)]
         c = self.cfg
         losses = torch.stack([reconstruction_loss(p.float(), t, m if c.mask else None, f, c.feature_weight,
                                                   c.detail_weight)
-                              for p, (_, t, m, f) in zip(preds, (a, b))])
+                              for p, (_, t, m, f) in zip(preds, batches)])
         losses.sum().backward()
         self.optimizer.step()
-        la, lb = losses.detach().cpu().tolist()  # the step's one wait for the device
-        return {"loss": (la + lb) / 2, "loss_a": la, "loss_b": lb, "batch": n}
+        each = losses.detach().cpu().tolist()  # the step's one wait for the device
+        return {"loss": sum(each) / len(each), **{f"loss_{name}": v for name, v in zip(self.data, each)}, "batch": n}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -175,19 +203,19 @@ class Trainer:
                                    self.size)[:, :1]
                 parts.append(float(reconstruction_loss(pred.float(), x, mask if self.cfg.mask else None)) * len(chunk))
             scores[f"val_{name}"] = sum(parts) / len(d.val)
-        return {"val": (scores["val_a"] + scores["val_b"]) / 2, **scores}
+        return {"val": sum(scores.values()) / len(scores), **scores}
 
     @torch.no_grad()
     def preview(self) -> Path:
-        """A grid of fixed faces: rows A, A→A, A→B, then B, B→B, B→A."""
+        """A grid of fixed faces: for a pair rows A, A→A, A→B, then B, B→B, B→A; for a base the
+        faces and their reconstructions."""
         self.model.eval()
         rows = []
-        for name, other in (("a", "b"), ("b", "a")):
-            d = self.data[name]
+        for name, d in self.data.items():
             x = plain_input(d.crops[self.preview_faces[name]], self.render, self.size)
             with self.autocast:
-                same, swap = self.model(x, name)[:, :3].float(), self.model(x, other)[:, :3].float()
-            rows += [torch.cat(list(t), -1) for t in (x, same, swap)]
+                decoded = [self.model(x, to)[:, :3].float() for to in (name, *(o for o in self.data if o != name))]
+            rows += [torch.cat(list(t), -1) for t in (x, *decoded)]
         grid = torch.cat(rows, -2)
         self.folder.mark(PREVIEWS_DIR, PREVIEW_FILE)
         folder = self.out / PREVIEWS_DIR
@@ -239,13 +267,18 @@ class Trainer:
         return self.elapsed_before + time.time() - self.started
 
     def model_info(self) -> ModelInfo:
-        d = self.data["a"]
-        return ModelInfo(preset=self.cfg.preset, size=self.size, crop=int(d.crops.shape[-1]), coverage=d.coverage,
-                         render=None if self.render == d.coverage else self.render,
-                         names={"a": str(self.cfg.a), "b": str(self.cfg.b)}, bucket=self.cfg.bucket,
-                         mask=self.cfg.mask, training=self.summary(),
-                         recipe={"lr": self.cfg.lr, "feature_weight": self.cfg.feature_weight,
-                                 "detail_weight": self.cfg.detail_weight, "warp": self.cfg.warp})
+        d = next(iter(self.data.values()))
+        c = self.cfg
+        kind: dict[str, Any] = {"names": {name: str(sets[0]) for name, sets in self.sets.items()}}
+        if isinstance(c, PretrainConfig):
+            kind = {"base": True, "facesets": self.data[BASE].identity["facesets"]}
+        elif self.init_record is not None:
+            kind["init"] = self.init_record
+        return ModelInfo(preset=c.preset, size=self.size, crop=int(d.crops.shape[-1]), coverage=d.coverage,
+                         render=None if self.render == d.coverage else self.render, identities=list(self.data),
+                         bucket=c.bucket, mask=c.mask, training=self.summary(),
+                         recipe={"lr": c.lr, "feature_weight": c.feature_weight, "detail_weight": c.detail_weight,
+                                 "warp": c.warp}, **kind)
 
     def save(self) -> None:
         """Model and checkpoint, each file written under a temporary name then renamed; a signal
@@ -260,7 +293,8 @@ class Trainer:
                              "elapsed": self.elapsed(), "log_bytes": log.stat().st_size if log.exists() else 0,
                              "config": {"preset": c.preset, "mask": c.mask, "seed": c.seed, "render": self.render,
                                         "bucket": c.bucket, "val_faces": c.val_faces,
-                                        "facesets": {k: d.identity for k, d in self.data.items()}}})
+                                        "facesets": {k: d.identity for k, d in self.data.items()},
+                                        **({"init": self.init_record} if self.init_record is not None else {})}})
         self.saved_step = self.step
         if signals.signal is not None:
             self.stop_requested = True
@@ -272,7 +306,19 @@ class Trainer:
         """ResumeError unless this run has the facesets (by content), bucket, seed and held-out
         faces the checkpoint was trained with (preset, mask and render are checked earlier)."""
         was, now = saved.get("facesets"), {k: d.identity for k, d in self.data.items()}
-        if was is not None and [was[k]["sha256"] for k in "ab"] != [now[k]["sha256"] for k in "ab"]:
+        if was is not None and set(was) != set(now):
+            kind = {True: "a base's (pretrain)", False: "a pair's (train)"}
+            raise ResumeError.spelled(lambda s: f"{self.out}: its checkpoint is {kind[BASE in was]}, not "
+                                                f"{kind[BASE in now]}; resume it with the command that started it, "
+                                                f"or start a new run ({s('force', True)})")
+        if was is not None and BASE in was and was[BASE]["sha256"] != now[BASE]["sha256"]:
+            before = was[BASE]["facesets"]
+            raise ResumeError.spelled(
+                lambda s: f"{self.out}: the checkpoint was pretrained on {len(before)} faceset"
+                          f"{'s' if len(before) > 1 else ''} ({', '.join(f['path'] for f in before)}; "
+                          f"{was[BASE]['faces']} faces), and these are others, changed or in another order; resume "
+                          f"with those facesets, unchanged and in that order, or start a new run ({s('force', True)})")
+        if was is not None and BASE not in was and [was[k]["sha256"] for k in "ab"] != [now[k]["sha256"] for k in "ab"]:
             if [was[k]["sha256"] for k in "ab"] == [now[k]["sha256"] for k in "ba"]:
                 why = "given the other way round, each decoder would learn the other face"
             else:
@@ -296,11 +342,19 @@ class Trainer:
         self.elapsed_before = meta["elapsed"]
         self.log_bytes = meta["log_bytes"]
 
+    def _inputs(self) -> list[Path]:
+        """What ``out`` may not be, hold or lie in: the facesets and the base."""
+        return [*(f for sets in self.sets.values() for f in sets), *([self.init_path] if self.init_path else [])]
+
+    def _given(self, name: str) -> str:
+        """The facesets of decoder ``name`` as the run was given them."""
+        return ", ".join(str(f) for f in self.sets[name])
+
     def _prepare_folder(self) -> None:
         """Under the folder's lock: check it again (another run may have written it since the
         checks), make it ready, and cut a resumed run's log back to its checkpoint."""
         c = self.cfg
-        check_model_folder(self.out, (c.a, c.b), resume=c.resume, force=c.force)
+        check_model_folder(self.out, self._inputs(), resume=c.resume, force=c.force)
         self.folder = ModelFolder(self.out)
         self.folder.prepare(resume=c.resume)
         log = self.out / LOG_FILE
@@ -399,7 +453,7 @@ class Trainer:
                 continue
             self.step += 1
             dt = time.perf_counter() - t0
-            window = (window + [(dt, 2 * rec["batch"])])[-20:]
+            window = (window + [(dt, len(self.data) * rec["batch"])])[-20:]
             ips = sum(n for _, n in window) / sum(t for t, _ in window)
             self._log({"step": self.step, **{k: round(v, 6) if isinstance(v, float) else v for k, v in rec.items()},
                        "images_per_s": round(ips, 1), "threads": torch.get_num_threads(),
@@ -455,8 +509,9 @@ class Trainer:
         p = self.plateau()
         val = f"val {self.val_history[-1][1]:.4f}" if self.val_history else "val -"
         est = f"when to stop: after {MIN_POINTS} validations" if p is None else describe_plateau(p)
-        return (f"step {self.step}  batch {rec['batch']}x2  {ips:.0f} img/s  loss {rec['loss']:.4f} "
-                f"(a {rec['loss_a']:.4f}, b {rec['loss_b']:.4f})  {val}  {est}")
+        each = ", ".join(f"{name} {rec[f'loss_{name}']:.4f}" for name in self.data)
+        return (f"step {self.step}  batch {rec['batch']}x{len(self.data)}  {ips:.0f} img/s  loss {rec['loss']:.4f} "
+                f"({each})  {val}  {est}")
 
 
 def _main_thread() -> bool:
