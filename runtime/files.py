@@ -124,7 +124,9 @@ def _png_is_ours(path: Path) -> bool:
         from PIL import Image
 
         with Image.open(path) as image:
-            return image.format == "PNG" and str(image.info.get(PNG_SOFTWARE_KEY, "")).startswith(GENERATOR_PREFIX)
+            # "generator": what PNG frames carried before the Software chunk
+            return image.format == "PNG" and any(str(image.info.get(key, "")).startswith(GENERATOR_PREFIX)
+                                                 for key in (PNG_SOFTWARE_KEY, "generator"))
     except Exception:  # not an image at all: not ours
         return False
 
@@ -166,7 +168,7 @@ def made_by_swapgraph(path: Path, kind: Kind) -> bool:
             return False
         marker = folder_marker(path)
         if marker is None:
-            return False
+            return _unmarked_folder_is_ours(path)
         listed = marker.get("files")
         if listed is None:
             return True
@@ -183,6 +185,23 @@ def made_by_swapgraph(path: Path, kind: Kind) -> bool:
     if suffix in (".mp4", ".m4v", ".mov", ".mkv"):
         return _video_is_ours(path)
     return False
+
+
+def _unmarked_folder_is_ours(folder: Path) -> bool:
+    """A folder swapgraph wrote before folders were marked: a faceset (``faceset.json`` whose
+    generator is swapgraph, and every other entry a crop its ``faces.jsonl`` names) or a PNG
+    sequence (every entry a PNG swapgraph wrote)."""
+    names = {p.name for p in folder.iterdir()}
+    if not names:
+        return False
+    if {"faceset.json", "faces.jsonl"} <= names and _json_is_ours(folder / "faceset.json"):
+        try:
+            with (folder / "faces.jsonl").open(encoding="utf-8") as f:
+                crops = {json.loads(line).get("file") for line in f if line.strip()}
+        except (OSError, ValueError, AttributeError, RecursionError):
+            return False
+        return names - {"faceset.json", "faces.jsonl"} <= crops
+    return all(name.endswith(".png") and _png_is_ours(folder / name) for name in names)
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -56,3 +56,34 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_folders_written_before_markers_are_still_swapgraphs(tmp_path):
+    """A PNG sequence whose frames carry swapgraph's text chunk, and a faceset whose
+    faceset.json swapgraph wrote, from before folders were marked: replaceable; the same
+    folder with a user's file in it is not."""
+    import json
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from swapgraph.runtime.files import replace_problem
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    meta = PngInfo()
+    meta.add_text("generator", "swapgraph 0.1.0")
+    for i in range(3):
+        Image.new("RGB", (4, 4)).save(seq / f"{i:06d}.png", pnginfo=meta)
+    assert replace_problem(seq, "folder") is None
+    Image.new("RGB", (4, 4)).save(seq / "mine.png")  # a PNG of the user's: the folder is theirs again
+    assert "swapgraph did not make" in replace_problem(seq, "folder")
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "faceset.json").write_text(json.dumps({"generator": "swapgraph 0.1.0", "faces": 1}))
+    (faces / "faces.jsonl").write_text(json.dumps({"file": "a.png"}) + "\n")
+    (faces / "a.png").write_bytes(b"crop")
+    assert replace_problem(faces, "folder") is None
+    (faces / "notes.txt").write_text("mine")
+    assert replace_problem(faces, "folder") is not None
