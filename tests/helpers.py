@@ -37,12 +37,13 @@ def swapgraph_subprocess(*args: str | Path, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "swapgraph.cli", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
-def interrupt_at_progress(args: Sequence[str | Path], sig: int, *, at: int = 0, when: str | None = None,
-                          timeout: float = 300) -> tuple[int, str]:
+def on_a_terminal(args: Sequence[str | Path], sig: int | None = None, *, at: int = 0, when: str | None = None,
+                  timeout: float = 300) -> tuple[int, str]:
     """Run ``swapgraph ARGS`` with stdout and stderr on a terminal (so it draws its progress
-    bar), send ``sig`` once the bar shows at least ``at`` frames done (or, with ``when``, once
-    that regex shows), and return (exit code, what the terminal showed). The signal lands
-    where the bar says, mid-run, not after some sleep that a loaded machine can outlast."""
+    bar) and return (exit code, what the terminal showed). With ``sig``, send it once the
+    bar shows at least ``at`` frames done (or, with ``when``, once that regex shows): the
+    signal lands where the bar says, mid-run, not after some sleep that a loaded machine
+    can outlast."""
     import fcntl
     import pty
     import re
@@ -72,13 +73,18 @@ def interrupt_at_progress(args: Sequence[str | Path], sig: int, *, at: int = 0, 
         shown += chunk
         done = [int(n) for n in re.findall(rb"(\d+)/\d+ \[", shown)]
         ready = re.search(when.encode(), shown) if when else done and max(done) >= at
-        if not sent and ready:
+        if sig is not None and not sent and ready:
             proc.send_signal(sig)
             sent = True
     os.close(master)
     code = proc.wait(timeout=60)
-    assert sent, f"the run ended before it reached {when or at}: {shown.decode(errors='replace')[-500:]}"
+    assert sent or sig is None, f"the run ended before it reached {when or at}: {shown.decode(errors='replace')[-500:]}"
     return code, shown.decode(errors="replace")
+
+
+def interrupt_at_progress(args: Sequence[str | Path], sig: int, **when) -> tuple[int, str]:
+    """``on_a_terminal`` with a signal: (exit code, what the terminal showed)."""
+    return on_a_terminal(args, sig, **when)
 
 
 def write_graph(path: Path, nodes: dict, settings: dict | None = None) -> Path:

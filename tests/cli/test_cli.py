@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import GRAPHS, stream_facts, swapgraph_subprocess
+from helpers import GRAPHS, on_a_terminal, stream_facts, swapgraph_subprocess
 
 
 def test_nodes_lists_every_builtin(cli):
@@ -95,33 +95,10 @@ def test_demo_runs_from_packaged_inputs(cli, tmp_path):
 
 
 def _run_on_a_terminal(*args) -> str:
-    """Run swapgraph with stderr on a pseudo-terminal; returns what the terminal showed."""
-    import fcntl
-    import os
-    import pty
-    import select
-    import struct
-    import subprocess
-    import sys
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "swapgraph.cli", *map(str, args)], stdout=slave,
-                            stderr=slave, close_fds=True)
-    os.close(slave)
-    shown = b""
-    while select.select([master], [], [], 60)[0]:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    assert proc.wait(timeout=60) == 0
-    os.close(master)
-    return shown.decode(errors="replace")
+    """Run swapgraph with stdout and stderr on a pseudo-terminal; returns what it showed."""
+    code, shown = on_a_terminal(args)
+    assert code == 0, shown
+    return shown
 
 
 def test_progress_bar_on_a_terminal_only(clip, tmp_path):
