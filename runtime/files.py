@@ -96,27 +96,31 @@ def write_folder_marker(folder: Path, kind: str, files: Iterable[str] | None = N
     (Path(folder) / FOLDER_MARKER).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 
 
-def folder_marker(folder: Path) -> dict[str, Any] | None:
-    """The marker of a folder swapgraph made, or None."""
+def _json_object(path: Path, limit: int = 64 << 20) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when it is missing, larger than ``limit`` bytes, not
+    JSON, or not an object."""
     try:
-        doc = json.loads((Path(folder) / FOLDER_MARKER).read_text(encoding="utf-8"))
+        if path.stat().st_size > limit:
+            return None
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(doc, dict) or not str(doc.get("generator", "")).startswith(GENERATOR_PREFIX):
-        return None
-    return doc
+    return doc if isinstance(doc, dict) else None
+
+
+def _generated(doc: dict[str, Any] | None) -> bool:
+    return doc is not None and str(doc.get("generator", "")).startswith(GENERATOR_PREFIX)
+
+
+def folder_marker(folder: Path) -> dict[str, Any] | None:
+    """The marker of a folder swapgraph made, or None."""
+    doc = _json_object(Path(folder) / FOLDER_MARKER)
+    return doc if _generated(doc) else None
 
 
 def _sidecar_names(path: Path) -> bool:
-    side = path.with_name(path.name + SIDECAR_SUFFIX)
-    try:
-        if side.stat().st_size > 16 << 20:
-            return False
-        doc = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(doc, dict) and doc.get("synthetic_media") is True and \
-        Path(str(doc.get("output", ""))).name == path.name
+    doc = _json_object(path.with_name(path.name + SIDECAR_SUFFIX), 16 << 20)
+    return doc is not None and doc.get("synthetic_media") is True and Path(str(doc.get("output", ""))).name == path.name
 
 
 def _png_is_ours(path: Path) -> bool:
@@ -144,13 +148,7 @@ def _video_is_ours(path: Path) -> bool:
 
 
 def _json_is_ours(path: Path) -> bool:
-    try:
-        if path.stat().st_size > 64 << 20:
-            return False
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(doc, dict) and str(doc.get("generator", "")).startswith(GENERATOR_PREFIX)
+    return _generated(_json_object(path))
 
 
 def made_by_swapgraph(path: Path, kind: Kind) -> bool:
