@@ -26,10 +26,10 @@ from .nodes import graph_schema, node_origin, node_types, parse_frames
 from .outputs import check_output, graph_inputs, stop_on_signals
 from .render import chunk_job, clean_chunks, connect_farm, join_chunks, plan_render, render
 from .run import MediaInfo, Preview, RunReport, ShotInfo, media_info, preview, preview_cache, run, run_chunk, shot_info
-from .training import (PretrainConfig, TrainConfig, faceset_buckets, faceset_summary, filter_faceset,
+from .training import (PRESET_NAMES, PretrainConfig, TrainConfig, faceset_buckets, faceset_summary, filter_faceset,
                        parse_batch_schedule, pretrain, train)
 
-__all__ = ["CancelToken", "ChunkJob", "DEFAULT_CHUNK_SIZE", "FileParam", "GraphSpec", "MediaInfo", "Preview", "PreviewCache",
+__all__ = ["CancelToken", "ChunkJob", "DEFAULT_CHUNK_SIZE", "FileParam", "GraphSpec", "MediaInfo", "PRESET_NAMES", "Preview", "PreviewCache",
            "PretrainConfig", "RenderPlan", "RunReport", "ShotInfo", "TrainConfig", "check_output", "chunk_job", "clean_chunks", "connect_farm", "faceset_buckets", "faceset_summary", "file_params",
            "filter_faceset", "graph_inputs", "graph_schema", "issue_subject", "join_chunks", "load", "media_info", "node_origin", "node_types",
            "parse_batch_schedule", "parse_frames", "plan_render", "presets", "pretrain", "preview", "preview_cache", "render",

@@ -260,7 +260,8 @@ def _run_settings(args: argparse.Namespace) -> dict:
             raise UsageError(f"--{flag} {value}: must be positive")
     return dict(out=Path(args.out), preset=args.preset, bucket=args.bucket, batch_schedule=schedule, steps=args.steps,
                 minutes=args.minutes, until_plateau=args.until == "plateau", resume=args.resume, force=args.force,
-                seed=args.seed, device=args.device, lr=args.lr, mask=args.mask, render=args.render,
+                seed=args.seed, device=args.device, lr=args.lr, lr_warmup=args.lr_warmup, lr_decay=args.lr_decay,
+                beta1=args.beta1, icnr=args.icnr, mask=args.mask, render=args.render,
                 feature_weight=args.feature_weight, detail_weight=args.detail_weight, warp=args.warp,
                 compile=args.compile, val_every=args.val_every, preview_every=args.preview_every,
                 checkpoint_every=args.checkpoint_every, quiet=args.quiet)
@@ -401,10 +402,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _training_args(sp: argparse.ArgumentParser, out_help: str) -> None:
     """The flags ``train`` and ``pretrain`` share; their defaults come from ``RunSettings``."""
-    from swapgraph.api import TrainConfig
+    from swapgraph.api import PRESET_NAMES, TrainConfig
 
     recipe = TrainConfig.__dataclass_fields__  # the defaults live in one place: RunSettings
-    sp.add_argument("--preset", default="lite-64", help="classic-64, lite-64, hd-128 or hd-256")
+    sp.add_argument("--preset", default=recipe["preset"].default, help=f"one of {', '.join(PRESET_NAMES)} "
+                                                                      "(default %(default)s)")
     sp.add_argument("--out", required=True, help=out_help)
     sp.add_argument("--bucket", help="train only on faces of this orientation: frontal, three_quarter, side")
     sp.add_argument("--batch-size", type=int, help="faces per identity per step (default 16)")
@@ -419,6 +421,14 @@ def _training_args(sp: argparse.ArgumentParser, out_help: str) -> None:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sp.add_argument("--lr", type=float, default=recipe["lr"].default, help="Adam learning rate (default %(default)s)")
+    sp.add_argument("--lr-warmup", type=int, default=recipe["lr_warmup"].default, metavar="STEPS",
+                    help="rise linearly to --lr over this many steps (default %(default)s)")
+    sp.add_argument("--lr-decay", choices=["none", "cosine"], default=recipe["lr_decay"].default,
+                    help="cosine: down to a tenth of --lr over --steps or --minutes (default %(default)s)")
+    sp.add_argument("--beta1", type=float, default=recipe["beta1"].default, help="Adam's beta1 (default %(default)s)")
+    sp.add_argument("--icnr", action=argparse.BooleanOptionalAction, default=recipe["icnr"].default,
+                    help="ICNR initialisation of the pixel-shuffle upscalers, against the checkerboard "
+                         "(default %(default)s)")
     sp.add_argument("--mask", action="store_true", help="also learn a face mask channel")
     sp.add_argument("--render", type=int, default=recipe["render"].default, metavar="PX",
                     help="central pixels of the facesets' 256 px crops the model renders (default %(default)s; the "
@@ -437,6 +447,8 @@ def _training_args(sp: argparse.ArgumentParser, out_help: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from swapgraph.api import PRESET_NAMES
+
     p = _Parser(prog="swapgraph", description="Face-swapped video shots from typed node graphs.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -598,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="the swapped shot (.mp4, .mov, .mkv)")
     sp.add_argument("--work", metavar="DIR", help="folder for facesets, models and stage keys (default: OUT's name "
                                                   "with .work, beside it)")
-    sp.add_argument("--preset", default="lite-64", help="classic-64, lite-64, hd-128 or hd-256 (default lite-64)")
+    sp.add_argument("--preset", default="lite-64", help=f"one of {', '.join(PRESET_NAMES)} (default %(default)s)")
     stop = sp.add_mutually_exclusive_group()
     stop.add_argument("--minutes", type=float, help="train this long (a bank's models share it)")
     stop.add_argument("--steps", type=int, help="train this many steps (each model of a bank)")

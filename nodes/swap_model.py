@@ -52,6 +52,7 @@ class Preset:
     dense: int
     inter: int  # channels of the 4x4 reshape; upscaled to inter // 2 at 8x8
     decoder: tuple[int, ...]  # one 2x upscale each, from 8x8 to ``size``
+    residual: bool = False  # a residual block (two 3x3 convolutions and a skip) after each decoder upscale
 
     def __post_init__(self) -> None:
         if self.size >> len(self.encoder) != 4 or 8 << len(self.decoder) != self.size:
@@ -61,6 +62,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "classic-64": Preset(64, (128, 256, 512, 1024), 1024, 1024, (256, 128, 64)),
     "lite-64": Preset(64, (32, 64, 128, 256), 128, 256, (64, 32, 16)),
+    # issue 22's recipe study: lite-64 with a 512-wide bottleneck, with residual decoder blocks, at 128 px input
+    "lite-64w": Preset(64, (32, 64, 128, 256), 512, 256, (64, 32, 16)),
+    "lite-64r": Preset(64, (32, 64, 128, 256), 128, 256, (64, 32, 16), residual=True),
+    "lite-128": Preset(128, (32, 64, 128, 256, 512), 128, 256, (64, 32, 16, 8)),
     "hd-128": Preset(128, (64, 128, 256, 512, 1024), 1024, 1024, (256, 128, 64, 32)),
     "hd-256": Preset(256, (32, 64, 128, 256, 512, 1024), 1024, 1024, (256, 128, 64, 32, 16)),
 }
@@ -72,6 +77,40 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 
 def _upscale(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout * 4, 3, padding=1), nn.LeakyReLU(0.1), nn.PixelShuffle(2))
+
+
+class _Residual(nn.Module):
+    """x + conv(leaky(conv(x))), then a leaky ReLU: detail the upscale alone does not place."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c, c, 3, padding=1))
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
+def icnr_(model: nn.Module) -> int:
+    """ICNR initialisation (Aitken et al. 2017) of every convolution that feeds a pixel
+    shuffle: the r*r sub-kernels of each output channel start equal, so the upscale starts
+    as a nearest-neighbour one and has no checkerboard to unlearn. Returns how many."""
+    done = 0
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        layers = list(seq)
+        for conv, shuffle in zip(layers, layers[2:]):
+            if isinstance(conv, nn.Conv2d) and isinstance(shuffle, nn.PixelShuffle):
+                r2 = shuffle.upscale_factor ** 2
+                sub = torch.empty(conv.out_channels // r2, *conv.weight.shape[1:], device=conv.weight.device)
+                nn.init.kaiming_uniform_(sub, a=0.1)
+                with torch.no_grad():
+                    conv.weight.copy_(sub.repeat_interleave(r2, dim=0))
+                    if conv.bias is not None:
+                        conv.bias.copy_(conv.bias[::r2].repeat_interleave(r2))
+                done += 1
+    return done
 
 
 class Encoder(nn.Module):
@@ -97,7 +136,8 @@ class Decoder(nn.Module):
     def __init__(self, p: Preset, mask: bool) -> None:
         super().__init__()
         chans = (p.inter // 2, *p.decoder)
-        self.ups = nn.Sequential(*[_upscale(a, b) for a, b in zip(chans, chans[1:])])
+        self.ups = nn.Sequential(*[nn.Sequential(_upscale(a, b), _Residual(b)) if p.residual else _upscale(a, b)
+                                   for a, b in zip(chans, chans[1:])])
         self.out = nn.Conv2d(p.decoder[-1], 4 if mask else 3, 5, padding=2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -314,4 +354,4 @@ def bank_models(folder: Path) -> dict[str, Path]:
     return found
 
 
-__all__ = ["PRESETS", "ModelError", "ModelInfo", "SwapModel", "bank_models", "load_model", "save_model"]
+__all__ = ["PRESETS", "ModelError", "icnr_", "ModelInfo", "SwapModel", "bank_models", "load_model", "save_model"]

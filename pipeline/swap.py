@@ -41,6 +41,10 @@ WORK_FILE = "swapgraph-work.json"
 WORK_VERSION = 1
 VAL_FACES = api.TrainConfig.__dataclass_fields__["val_faces"].default  # the faces training holds out
 RENDER = api.TrainConfig.__dataclass_fields__["render"].default  # the square swap's models render
+#: the recipe swap trains with (train's defaults): part of the training stage's key, so a
+#: work folder trained by an earlier recipe trains again rather than being taken as done
+RECIPE = {k: api.TrainConfig.__dataclass_fields__[k].default
+          for k in ("lr", "lr_warmup", "lr_decay", "beta1", "icnr", "feature_weight", "detail_weight", "warp", "render")}
 MIN_FACES = min_faces(VAL_FACES)  # what training needs, per identity (and per bucket for a bank)
 SPAN_SHARE = 0.15  # a plate spans a bucket that holds at least this share of its faces
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -352,7 +356,7 @@ def swap(plate: Path, face: Path, out: Path, *, work: Path | None = None, preset
         name = bucket or "all"
         dest = root / bucket if bucket else root
         key = _digest({"stage": "train", "a": keys["plate"], "b": keys["face"], "preset": preset, "stop": stop,
-                       "seed": seed, "bucket": bucket, "bank": buckets,
+                       "seed": seed, "bucket": bucket, "bank": buckets, "recipe": RECIPE,
                        **({"init": base.sha256} if base is not None else {})})
         model_keys[name] = key
         result.models[name] = dest

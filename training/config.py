@@ -4,6 +4,7 @@ the batch schedule, the run folder's log, and the errors whose fix names other s
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,10 @@ class ResumeError(NamesSettings, UsageError):
     """A run that cannot resume from its checkpoint: other settings or facesets, or a damaged file."""
 
 
+class RecipeError(NamesSettings, UsageError):
+    """A recipe setting out of its range (learning rate, warm-up, Adam's beta1)."""
+
+
 class InitError(NamesSettings, UsageError):
     """A pretrained start the run cannot take: not a base, or a base of other settings."""
 
@@ -65,6 +70,23 @@ def parse_batch_schedule(text: str) -> list[tuple[int, int]]:
     if pairs[0][0] != 0:
         raise UsageError(f"batch schedule {text!r}: the first entry must start at step 0, e.g. 0:8")
     return pairs
+
+
+#: the learning-rate decays a run may take, and where a cosine decay ends (a fraction of ``lr``)
+LR_DECAYS = ("none", "cosine")
+LR_FLOOR = 0.1
+
+
+def lr_factor(step: int, progress: float | None, warmup: int, decay: str) -> float:
+    """The fraction of the base learning rate at ``step``: a linear warm-up over ``warmup``
+    steps, then for ``decay="cosine"`` a half cosine from 1 to :data:`LR_FLOOR` as
+    ``progress`` (the run's fraction done, by steps or by minutes; None: unknown, as under
+    ``--until plateau``, so no decay) goes from 0 to 1."""
+    f = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    if decay == "cosine" and progress is not None:
+        p = min(max(progress, 0.0), 1.0)
+        f *= LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * p))
+    return f
 
 
 def batch_at(schedule: list[tuple[int, int]], step: int) -> int:
@@ -90,6 +112,10 @@ class RunSettings:
     seed: int = 0
     device: str = "auto"
     lr: float = 1e-4
+    lr_warmup: int = 0  # steps of a linear rise to ``lr`` from lr/warmup
+    lr_decay: str = "none"  # "cosine": down to a tenth of ``lr`` over the run's --steps or --minutes
+    beta1: float = 0.5  # Adam's first-moment decay
+    icnr: bool = False  # ICNR initialisation of the pixel-shuffle upscalers (not for a start from a base)
     mask: bool = False
     render: int | None = 224  # central pixels of the crop the model renders; None: the faceset's coverage
     feature_weight: float = 3.0

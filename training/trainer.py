@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from swapgraph.nodes.align import model_input
-from swapgraph.nodes.swap_model import INFO_FILE, MODEL_FILE, PRESETS, ModelInfo, SwapModel, save_model
+from swapgraph.nodes.swap_model import INFO_FILE, MODEL_FILE, PRESETS, ModelInfo, SwapModel, icnr_, save_model
 from swapgraph.runtime.devices import CoreMeter, model_autocast, resolve_device, usable_cores
 from swapgraph.runtime.errors import Cancelled, SwapgraphError, UsageError
 from swapgraph.runtime.files import OutputLocks
@@ -48,7 +48,8 @@ from swapgraph.runtime.interrupts import held
 
 from .augment import augment, plain_input
 from .checkpoints import CHECKPOINT_DIR, load_checkpoint, read_checkpoint_meta, save_checkpoint
-from .config import BASE, LOG_FILE, InitError, NamesSettings, PretrainConfig, ResumeError, TrainConfig, batch_at
+from .config import (BASE, LOG_FILE, LR_DECAYS, InitError, NamesSettings, PretrainConfig, RecipeError, ResumeError,
+                     TrainConfig, batch_at, lr_factor)
 from .data import FaceData, load_faceset, load_pool
 from .folder import PLOT_FILE, PREVIEW_FILE, PREVIEWS_DIR, ModelFolder, check_model_folder, check_not_busy
 from .losses import reconstruction_loss
@@ -85,6 +86,15 @@ class Trainer:
         if init is not None and cfg.resume:
             raise InitError.spelled(lambda s: f"{s('init', init)} and {s('resume', True)}: give one (the checkpoint "
                                               "already holds the weights, and the base it started from)")
+        if init is not None and cfg.icnr:
+            raise InitError.spelled(lambda s: f"{s('init', init)} and {s('icnr', True)}: give one (icnr initialises "
+                                              "the upscalers afresh; a start from a base takes the base's weights)")
+        if cfg.lr_decay not in LR_DECAYS:
+            raise UsageError(f"lr_decay {cfg.lr_decay!r}: unknown; choose one of {', '.join(LR_DECAYS)}")
+        if cfg.lr <= 0 or cfg.lr_warmup < 0 or not 0 <= cfg.beta1 < 1:
+            raise RecipeError.spelled(lambda s: f"{s('lr', cfg.lr)}, {s('lr_warmup', cfg.lr_warmup)}, "
+                                                  f"{s('beta1', cfg.beta1)}: lr must be positive, lr_warmup 0 or "
+                                                  "more, beta1 in [0, 1)")
         self.cfg = cfg
         self.say = log
         self.out = Path(cfg.out)
@@ -134,11 +144,14 @@ class Trainer:
         self.model = SwapModel(cfg.preset, tuple(self.data), cfg.mask)
         if self.base is not None:
             start_from(self.model, self.base)
+        elif cfg.icnr:
+            icnr_(self.model)
         self.model = self.model.to(self.device)
         cuda = self.device.type == "cuda"
         if cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.5, 0.999), fused=cuda)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999),
+                                          fused=cuda)
         self.forward_encoder = torch.compile(self.model.encoder) if cfg.compile else self.model.encoder
         self.autocast = model_autocast(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -167,6 +180,14 @@ class Trainer:
         return augment(d.crops[pick], d.masks[pick] if self.cfg.mask else None, self.render, self.size, self.generator,
                        self.cfg.warp, d.features[pick] if self.cfg.feature_weight > 0 else None)
 
+    def lr_factor(self) -> float:
+        """The schedule's fraction of ``--lr`` at this step (warm-up, decay over the run's budget)."""
+        c = self.cfg
+        fractions = [self.step / c.steps] if c.steps else []
+        if c.minutes:
+            fractions.append(self.elapsed() / (c.minutes * 60))
+        return lr_factor(self.step, max(fractions) if fractions else None, c.lr_warmup, c.lr_decay)
+
     def train_step(self) -> dict[str, float]:
         """One step: N faces of each identity through the shared encoder in one pass (2N for a pair)."""
         n = self.batch_size()
@@ -184,9 +205,13 @@ class Trainer:
                                                   c.detail_weight)
                               for p, (_, t, m, f) in zip(preds, batches)])
         losses.sum().backward()
+        lr = self.cfg.lr * self.lr_factor()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.step()
         each = losses.detach().cpu().tolist()  # the step's one wait for the device
-        return {"loss": sum(each) / len(each), **{f"loss_{name}": v for name, v in zip(self.data, each)}, "batch": n}
+        return {"loss": sum(each) / len(each), **{f"loss_{name}": v for name, v in zip(self.data, each)}, "batch": n,
+                "lr": lr}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -277,7 +302,8 @@ class Trainer:
         return ModelInfo(preset=c.preset, size=self.size, crop=int(d.crops.shape[-1]), coverage=d.coverage,
                          render=None if self.render == d.coverage else self.render, identities=list(self.data),
                          bucket=c.bucket, mask=c.mask, training=self.summary(),
-                         recipe={"lr": c.lr, "feature_weight": c.feature_weight, "detail_weight": c.detail_weight,
+                         recipe={"lr": c.lr, "lr_warmup": c.lr_warmup, "lr_decay": c.lr_decay,
+                                 "beta1": c.beta1, "icnr": c.icnr, "feature_weight": c.feature_weight, "detail_weight": c.detail_weight,
                                  "warp": c.warp}, **kind)
 
     def save(self) -> None:
@@ -455,7 +481,7 @@ class Trainer:
             dt = time.perf_counter() - t0
             window = (window + [(dt, len(self.data) * rec["batch"])])[-20:]
             ips = sum(n for _, n in window) / sum(t for t, _ in window)
-            self._log({"step": self.step, **{k: round(v, 6) if isinstance(v, float) else v for k, v in rec.items()},
+            self._log({"step": self.step, **{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in rec.items()},
                        "images_per_s": round(ips, 1), "threads": torch.get_num_threads(),
                        "time": round(self.elapsed(), 2)})
             if self.step % c.val_every == 0:

@@ -1041,6 +1041,31 @@ def _(t):
     return case
 
 
+@kind("train-lr-0")
+def _(t):
+    return train_case(t, "--lr", "0", words=("--lr 0", "positive"))
+
+
+@kind("train-beta1-1")
+def _(t):
+    return train_case(t, "--beta1", "1", words=("--beta1 1", "[0, 1)"))
+
+
+@kind("train-lr-warmup-negative")
+def _(t):
+    return train_case(t, "--lr-warmup", "-5", words=("--lr-warmup -5", "0 or more"))
+
+
+@kind("train-lr-decay-unknown")
+def _(t):
+    return train_case(t, "--lr-decay", "step", words=("--lr-decay", "cosine"))
+
+
+@kind("train-preset-unknown")
+def _(t):
+    return train_case(t, "--preset", "lite-65", words=("lite-65", "lite-64r"))
+
+
 @kind("swap-steps-0")
 def _(t):
     a = photo_faceset(t, "a")
