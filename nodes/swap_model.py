@@ -354,4 +354,4 @@ def bank_models(folder: Path) -> dict[str, Path]:
     return found
 
 
-__all__ = ["PRESETS", "ModelError", "icnr_", "ModelInfo", "SwapModel", "bank_models", "load_model", "save_model"]
+__all__ = ["PRESETS", "ModelError", "ModelInfo", "SwapModel", "bank_models", "icnr_", "load_model", "save_model"]

@@ -86,9 +86,6 @@ class Trainer:
         if init is not None and cfg.resume:
             raise InitError.spelled(lambda s: f"{s('init', init)} and {s('resume', True)}: give one (the checkpoint "
                                               "already holds the weights, and the base it started from)")
-        if init is not None and cfg.icnr:
-            raise InitError.spelled(lambda s: f"{s('init', init)} and {s('icnr', True)}: give one (icnr initialises "
-                                              "the upscalers afresh; a start from a base takes the base's weights)")
         if cfg.lr_decay not in LR_DECAYS:
             raise UsageError(f"lr_decay {cfg.lr_decay!r}: unknown; choose one of {', '.join(LR_DECAYS)}")
         if cfg.lr <= 0 or cfg.lr_warmup < 0 or not 0 <= cfg.beta1 < 1:
@@ -303,7 +300,8 @@ class Trainer:
                          render=None if self.render == d.coverage else self.render, identities=list(self.data),
                          bucket=c.bucket, mask=c.mask, training=self.summary(),
                          recipe={"lr": c.lr, "lr_warmup": c.lr_warmup, "lr_decay": c.lr_decay,
-                                 "beta1": c.beta1, "icnr": c.icnr, "feature_weight": c.feature_weight, "detail_weight": c.detail_weight,
+                                 "beta1": c.beta1, "icnr": c.icnr and self.base is None,  # a base's weights have no fresh upscalers
+                                 "feature_weight": c.feature_weight, "detail_weight": c.detail_weight,
                                  "warp": c.warp}, **kind)
 
     def save(self) -> None:

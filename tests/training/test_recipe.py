@@ -79,13 +79,25 @@ class TestIcnr:
             spread = float((blocks.amax(-1) - blocks.amin(-1)).mean())
             assert (spread < 1e-6) == icnr, spread  # the default init has a checkerboard; ICNR has none
 
-    def test_a_run_with_icnr_records_it_and_init_with_icnr_is_refused(self, sets, tmp_path, cli):
-        out = tmp_path / "m"
-        Trainer(_config(sets, out, steps=2, icnr=True)).run()
-        assert json.loads((out / "model.json").read_text())["recipe"]["icnr"] is True
-        r = cli("train", "--a", sets["a"], "--b", sets["b"], "--out", tmp_path / "n", "--init", out, "--icnr",
-                "--steps", "1")
-        assert r.code == 2 and "--icnr" in r.err and "--init" in r.err and not (tmp_path / "n").exists()
+    def test_a_run_with_icnr_records_it_and_a_start_from_a_base_keeps_the_bases_weights(self, sets, tmp_path):
+        from safetensors.torch import load_file
+
+        base = tmp_path / "base"
+        from swapgraph.training.config import PretrainConfig
+
+        Trainer(PretrainConfig(facesets=[sets["a"], sets["b"]], out=base, steps=2, device="cpu", icnr=True,
+                               batch_schedule=[(0, 2)], val_every=1, preview_every=1000, quiet=True)).run()
+        assert json.loads((base / "model.json").read_text())["recipe"]["icnr"] is True
+        pair = tmp_path / "pair"
+        trainer = Trainer(_config(sets, pair, steps=1, init=base, icnr=True))
+        weights = load_file(base / "model.safetensors")
+        start = trainer.model.state_dict()
+        for key, value in weights.items():  # both decoders start as the base's, ICNR or not
+            if key.startswith("decoders.base."):
+                for name in ("a", "b"):
+                    assert torch.equal(start[key.replace(".base.", f".{name}.")], value), key
+        trainer.run()
+        assert json.loads((pair / "model.json").read_text())["recipe"]["icnr"] is False
 
 
 class TestStudyPresets:
