@@ -8,13 +8,13 @@ from typing import Any, Callable
 
 from swapgraph.nodes.faceset import faceset_stats, filter_faceset, read_faceset
 from swapgraph.nodes.swap_model import PRESETS
-from swapgraph.training.config import NamesSettings, PretrainConfig, TrainConfig, parse_batch_schedule
+from swapgraph.training.config import LR_DECAYS, NamesSettings, PretrainConfig, TrainConfig, parse_batch_schedule
 from swapgraph.training.trainer import Trainer, TrainingCancelled
 
 #: the model presets a run may name (``--preset``)
 PRESET_NAMES = tuple(PRESETS)
 
-__all__ = ["NamesSettings", "PRESET_NAMES", "PretrainConfig", "TrainConfig", "TrainingCancelled", "faceset_buckets", "faceset_summary",
+__all__ = ["LR_DECAYS", "NamesSettings", "PRESET_NAMES", "PretrainConfig", "TrainConfig", "TrainingCancelled", "faceset_buckets", "faceset_summary",
            "filter_faceset", "parse_batch_schedule", "pretrain", "train"]
 
 

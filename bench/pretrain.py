@@ -72,7 +72,6 @@ def main() -> None:
             raise SystemExit(f"{CLIPS / (n + '.mp4')} is needed (../shared/data beside the project)")
     sets = {n: faceset(CLIPS / f"{n}.mp4", work / "facesets" / n) for n in names}
     flags = shlex.split(args.flags)
-    preset = [flags[i + 1] for i, f in enumerate(flags[:-1]) if f in ("--preset", "--render")]
     base_flags = [f for i, f in enumerate(flags) if f in ("--preset", "--render") or
                   (i > 0 and flags[i - 1] in ("--preset", "--render"))]
 
@@ -89,7 +88,7 @@ def main() -> None:
     base_minutes = info["training"]["seconds"] / 60
     faces = sum(f["faces"] for f in info["facesets"])
     print(f"base {base}: {faces} faces of {len(info['facesets'])} facesets, {info['training']['steps']} steps in "
-          f"{base_minutes:.1f} min, validation {info['training']['val']:.4f}; preset flags {preset or 'defaults'}")
+          f"{base_minutes:.1f} min, validation {info['training']['val']:.4f}; preset flags {' '.join(base_flags) or 'defaults'}")
 
     threads = str(max(1, (os.cpu_count() or 1) // 2))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}

@@ -402,7 +402,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _training_args(sp: argparse.ArgumentParser, out_help: str) -> None:
     """The flags ``train`` and ``pretrain`` share; their defaults come from ``RunSettings``."""
-    from swapgraph.api import PRESET_NAMES, TrainConfig
+    from swapgraph.api.training import LR_DECAYS, PRESET_NAMES, TrainConfig
 
     recipe = TrainConfig.__dataclass_fields__  # the defaults live in one place: RunSettings
     sp.add_argument("--preset", default=recipe["preset"].default, help=f"one of {', '.join(PRESET_NAMES)} "
@@ -423,7 +423,7 @@ def _training_args(sp: argparse.ArgumentParser, out_help: str) -> None:
     sp.add_argument("--lr", type=float, default=recipe["lr"].default, help="Adam learning rate (default %(default)s)")
     sp.add_argument("--lr-warmup", type=int, default=recipe["lr_warmup"].default, metavar="STEPS",
                     help="rise linearly to --lr over this many steps (default %(default)s)")
-    sp.add_argument("--lr-decay", choices=["none", "cosine"], default=recipe["lr_decay"].default,
+    sp.add_argument("--lr-decay", choices=LR_DECAYS, default=recipe["lr_decay"].default,
                     help="cosine: down to a tenth of --lr over --steps or --minutes (default %(default)s)")
     sp.add_argument("--beta1", type=float, default=recipe["beta1"].default, help="Adam's beta1 (default %(default)s)")
     sp.add_argument("--icnr", action=argparse.BooleanOptionalAction, default=recipe["icnr"].default,
