@@ -10,12 +10,14 @@ scratch, at equal per-pair minutes, in one run.
 4. from their logs, the validation score of each at every minute of ``--at``, how many
    minutes scratch needed to reach what the started run had at each mark (the minutes the
    base saved the pair), and the first mark at which the base has paid for itself for a
-   single pair (the started run at t as good as scratch at t + the base's minutes); then
+   single pair (the started run at t as good as scratch at t + the base's cost, counted as
+   the minutes scratch took here to train on as many images as the base did); then
    both models convert the same frames of A's clip and ``swapgraph qc`` measures them, with
    the face score of ``bench/quality.py``.
 
     python bench/pretrain.py [--pair d18,d19] [--base-clips d0,d3,d6,d9,d10,s20,s18] [--base-minutes 30]
-                             [--base DIR] [--minutes 30] [--at 5,10,30] [--flags "..."] [--work DIR]
+                             [--base DIR] [--minutes 30] [--at 5,10,30] [--flags "..."] [--base-flags "..."]
+                             [--work DIR]
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ def at(points: list[tuple[float, float]], minute: float) -> float | None:
     return seen[-1] if seen else None
 
 
+def images(model: Path) -> tuple[int, float]:
+    """(images trained on, seconds) of a run's log: a step of a pair trains 2 x batch
+    images, a step of a base (one pooled identity) its batch."""
+    rows = [json.loads(line) for line in (model / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    per_step = 2 if any("loss_b" in r for r in steps) else 1
+    return sum(per_step * r["batch"] for r in steps), (steps[-1]["time"] if steps else 0.0)
+
+
 def minutes_to(points: list[tuple[float, float]], score: float) -> float | None:
     """When a run first reached ``score`` (None: never in its log)."""
     return next((t for t, v in points if v <= score), None)
@@ -58,7 +69,8 @@ def main() -> None:
     ap.add_argument("--base", help="a base made before (its model.json gives its cost); skips pretraining")
     ap.add_argument("--minutes", type=float, default=30.0, help="training wall time of each pair run")
     ap.add_argument("--at", default="5,10,30", help="the minute marks of the table")
-    ap.add_argument("--flags", default="", help="train flags both pair runs take (the base takes the preset/render)")
+    ap.add_argument("--flags", default="", help="train flags both pair runs take")
+    ap.add_argument("--base-flags", help="pretrain flags of the base (default: the preset and render of --flags)")
     ap.add_argument("--frames", default="0-89", help="the plate's frames to convert")
     ap.add_argument("--work", help="folder for facesets, models and outputs (default: a temporary one)")
     args = ap.parse_args()
@@ -72,8 +84,8 @@ def main() -> None:
             raise SystemExit(f"{CLIPS / (n + '.mp4')} is needed (../shared/data beside the project)")
     sets = {n: faceset(CLIPS / f"{n}.mp4", work / "facesets" / n) for n in names}
     flags = shlex.split(args.flags)
-    base_flags = [f for i, f in enumerate(flags) if f in ("--preset", "--render") or
-                  (i > 0 and flags[i - 1] in ("--preset", "--render"))]
+    base_flags = shlex.split(args.base_flags) if args.base_flags is not None else [
+        f for i, f in enumerate(flags) if f in ("--preset", "--render") or (i > 0 and flags[i - 1] in ("--preset", "--render"))]
 
     if args.base:
         base = Path(args.base)
@@ -88,7 +100,7 @@ def main() -> None:
     base_minutes = info["training"]["seconds"] / 60
     faces = sum(f["faces"] for f in info["facesets"])
     print(f"base {base}: {faces} faces of {len(info['facesets'])} facesets, {info['training']['steps']} steps in "
-          f"{base_minutes:.1f} min, validation {info['training']['val']:.4f}; preset flags {' '.join(base_flags) or 'defaults'}")
+          f"{base_minutes:.1f} min, validation {info['training']['val']:.4f}; flags {' '.join(base_flags) or 'defaults'}")
 
     threads = str(max(1, (os.cpu_count() or 1) // 2))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
@@ -101,6 +113,12 @@ def main() -> None:
         check(proc, f"training {name}")
     curves = {name: curve(work / "models" / name) for name in runs}
 
+    # the base's cost in pair minutes: the images it trained on at the rate scratch trained here
+    # (it ran on all the cores, each pair run on a share of them, so its own minutes would undercount)
+    base_images, _ = images(base)
+    scratch_images, scratch_seconds = images(work / "models" / "scratch")
+    base_minutes = base_images / (scratch_images / (scratch_seconds / 60))
+    print(f"the base trained on {base_images} images: {base_minutes:.1f} min of one pair run here")
     marks = [float(m) for m in args.at.split(",")]
     print(f"\npair {a_name} -> {b_name}, {args.minutes:g} min each, side by side on {os.cpu_count()} cores "
           f"({threads} thread(s) each)\n")
@@ -115,9 +133,10 @@ def main() -> None:
         reach = minutes_to(curves["scratch"], i)
         saved = f"{reach - m:.1f}" if reach is not None else f"> {curves['scratch'][-1][0] - m:.1f}"
         print(f"| {m:g} | {s:.4f} | {i:.4f} | {f'{reach:.1f}' if reach is not None else 'never'} | {saved} |")
-        if paid is None and (reach is None or reach >= m + base_minutes):
+        later = reach if reach is not None else curves["scratch"][-1][0]  # never: at least past its end
+        if paid is None and later >= m + base_minutes:
             paid = m
-    print(f"\nthe base ({base_minutes:.1f} min) has paid for itself for one pair "
+    print(f"\nthe base ({base_minutes:.1f} pair minutes) has paid for itself for one pair "
           + (f"by pair minute {paid:g}" if paid is not None else "at none of the marks")
           + "; for a studio it is made once and every pair after the first gains the minutes saved")
 
