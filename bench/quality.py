@@ -47,7 +47,8 @@ import torch
 from _common import REPO
 
 CLIPS = REPO.parent / "shared" / "data" / "clips"
-TODAY = "--render 160 --lr 1e-4 --feature-weight 0 --detail-weight 0 --warp 0.05 --batch-size 16"
+TODAY = ("--render 160 --lr 1e-4 --lr-warmup 0 --lr-decay none --no-icnr --feature-weight 0 --detail-weight 0 "
+         "--warp 0.05 --batch-size 16")
 VARIANTS = {"today": TODAY, "render224": TODAY.replace("--render 160", "--render 224"), "new": ""}
 COLUMNS = [("identity", "identity", "{:.2f}"), ("b_share", "identity_b_share", "{:.2f}"),
            ("edges", "edges", "{:.2f}"), ("ΔE", "color_delta_e", "{:.2f}"), ("sharp", "sharpness_ratio", "{:.2f}"),

@@ -111,11 +111,12 @@ class RunSettings:
     force: bool = False  # replace the earlier run in ``out`` (only the files the trainer wrote there)
     seed: int = 0
     device: str = "auto"
-    lr: float = 1e-4
-    lr_warmup: int = 0  # steps of a linear rise to ``lr`` from lr/warmup
-    lr_decay: str = "none"  # "cosine": down to a tenth of ``lr`` over the run's --steps or --minutes
+    # the recipe that won issue 22's equal-time study (README, "The recipe at equal time")
+    lr: float = 2e-4
+    lr_warmup: int = 100  # steps of a linear rise to ``lr`` from lr/warmup (at most a tenth of ``steps``)
+    lr_decay: str = "cosine"  # down to a tenth of ``lr`` over the run's --steps or --minutes ("none": constant)
     beta1: float = 0.5  # Adam's first-moment decay
-    icnr: bool = False  # ICNR initialisation of the pixel-shuffle upscalers (not for a start from a base)
+    icnr: bool = True  # ICNR initialisation of the pixel-shuffle upscalers (a start from a base takes its weights)
     mask: bool = False
     render: int | None = 224  # central pixels of the crop the model renders; None: the faceset's coverage
     feature_weight: float = 3.0

@@ -178,12 +178,15 @@ class Trainer:
                        self.cfg.warp, d.features[pick] if self.cfg.feature_weight > 0 else None)
 
     def lr_factor(self) -> float:
-        """The schedule's fraction of ``--lr`` at this step (warm-up, decay over the run's budget)."""
+        """The schedule's fraction of ``--lr`` at this step (warm-up, decay over the run's budget).
+        A warm-up longer than a tenth of ``--steps`` is cut to that: a short run is not left
+        rising for most of its steps."""
         c = self.cfg
         fractions = [self.step / c.steps] if c.steps else []
         if c.minutes:
             fractions.append(self.elapsed() / (c.minutes * 60))
-        return lr_factor(self.step, max(fractions) if fractions else None, c.lr_warmup, c.lr_decay)
+        warmup = min(c.lr_warmup, max(1, c.steps // 10)) if c.steps and c.lr_warmup else c.lr_warmup
+        return lr_factor(self.step, max(fractions) if fractions else None, warmup, c.lr_decay)
 
     def train_step(self) -> dict[str, float]:
         """One step: N faces of each identity through the shared encoder in one pass (2N for a pair)."""

@@ -46,13 +46,20 @@ class TestSchedule:
 
     def test_a_run_applies_and_logs_the_schedule(self, sets, tmp_path):
         out = tmp_path / "m"
-        Trainer(_config(sets, out, steps=10, lr=3e-4, lr_warmup=4, lr_decay="cosine", beta1=0.9)).run()
+        Trainer(_config(sets, out, steps=40, lr=3e-4, lr_warmup=4, lr_decay="cosine", beta1=0.9)).run()
         logged = [r["lr"] for r in _steps(out)]
-        expected = [3e-4 * lr_factor(s, s / 10, 4, "cosine") for s in range(10)]
+        expected = [3e-4 * lr_factor(s, s / 40, 4, "cosine") for s in range(40)]
         assert logged == pytest.approx(expected, rel=1e-5)  # the log keeps 6 significant figures
         assert logged[0] < logged[3] and logged[-1] < logged[4]
         recipe = json.loads((out / "model.json").read_text())["recipe"]
-        assert recipe == {**recipe, "lr": 3e-4, "lr_warmup": 4, "lr_decay": "cosine", "beta1": 0.9, "icnr": False}
+        assert recipe == {**recipe, "lr": 3e-4, "lr_warmup": 4, "lr_decay": "cosine", "beta1": 0.9, "icnr": True}
+
+    def test_the_default_warmup_is_cut_to_a_tenth_of_a_short_run(self, sets, tmp_path):
+        out = tmp_path / "m"
+        Trainer(_config(sets, out, steps=20)).run()  # the defaults: 100 steps of warm-up, cosine, 2e-4
+        logged = [r["lr"] for r in _steps(out)]
+        assert logged == pytest.approx([2e-4 * lr_factor(s, s / 20, 2, "cosine") for s in range(20)], rel=1e-5)
+        assert logged[1] > 0.9 * 2e-4  # risen after two steps, not after 100
 
     @pytest.mark.parametrize("kw, says", [({"lr": 0.0}, "lr must be positive"), ({"beta1": 1.0}, "beta1 in [0, 1)"),
                                           ({"lr_warmup": -1}, "lr_warmup 0 or more"),
