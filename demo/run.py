@@ -13,10 +13,17 @@ from pathlib import Path
 from swapgraph.nodes.photos import packaged_photo
 from swapgraph.pipeline.swap import SwapResult, swap
 
+from . import DEMO_STEPS
 from .clips import animate_photo, write_clip
 
 
-def run_demo(out: Path, quiet: bool = False, steps: int = 150) -> SwapResult:
+#: what a real shot needs, measured on the shared clips (README, "What a base is worth")
+REAL_SHOT = ("a real shot needs far more: on 720p footage, 20 minutes of one CPU core from a 15-minute base "
+             "(swapgraph pretrain) gives the eyes and mouth their shape and still a soft face; a face that reads as "
+             "the person needs hours of CPU training from a base, or a GPU (expected minutes; not yet measured)")
+
+
+def run_demo(out: Path, quiet: bool = False, steps: int = DEMO_STEPS) -> SwapResult:
     """The whole mission on packaged photos: two shots made from them, then ``swapgraph swap``
     on them (facesets, a bounded lite-64 training, the swapped shot with its sidecar, the
     loss plot, previews and QC). Run again, it does no work."""
@@ -35,5 +42,6 @@ def run_demo(out: Path, quiet: bool = False, steps: int = 150) -> SwapResult:
     say("made two shots by animating astronaut and grace_hopper (pan, zoom, light); swapping grace onto the astronaut")
     result = swap(shots["astronaut"], shots["grace"], out / "astronaut_as_grace.mp4", steps=steps, bank="never",
                   quiet=quiet, say=say)
-    say(f"took {time.perf_counter() - started:.0f} s")
+    say(f"took {time.perf_counter() - started:.0f} s; {steps} steps on two photos make a soft likeness, and "
+        + REAL_SHOT)
     return result
