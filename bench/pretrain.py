@@ -33,9 +33,13 @@ from pathlib import Path
 from quality import CLIPS, COLUMNS, REPO, check, convert_and_measure, face_score, faceset, swapgraph
 
 
-def curve(model: Path) -> list[tuple[float, float]]:
+def log(model: Path) -> list[dict]:
+    """A run's ``log.jsonl``: a line per step and per validation."""
+    return [json.loads(line) for line in (model / "log.jsonl").read_text().splitlines()]
+
+
+def curve(rows: list[dict]) -> list[tuple[float, float]]:
     """(minutes, validation) of a run's log."""
-    rows = [json.loads(line) for line in (model / "log.jsonl").read_text().splitlines()]
     return [(r["time"] / 60, r["val"]) for r in rows if "val" in r]
 
 
@@ -47,10 +51,9 @@ def at(points: list[tuple[float, float]], minute: float) -> float | None:
     return seen[-1] if seen else None
 
 
-def images(model: Path) -> tuple[int, float]:
+def images(rows: list[dict]) -> tuple[int, float]:
     """(images trained on, seconds) of a run's log: a step of a pair trains 2 x batch
     images, a step of a base (one pooled identity) its batch."""
-    rows = [json.loads(line) for line in (model / "log.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss" in r]
     per_step = 2 if any("loss_b" in r for r in steps) else 1
     return sum(per_step * r["batch"] for r in steps), (steps[-1]["time"] if steps else 0.0)
@@ -111,14 +114,15 @@ def main() -> None:
              for name, extra in runs.items()}
     for name, proc in procs.items():
         check(proc, f"training {name}")
-    curves = {name: curve(work / "models" / name) for name in runs}
+    logs = {name: log(work / "models" / name) for name in runs}
+    curves = {name: curve(rows) for name, rows in logs.items()}
 
     # the base's cost in pair minutes: the images it trained on at the rate scratch trained here
     # (it ran on all the cores, each pair run on a share of them, so its own minutes would undercount)
-    base_images, _ = images(base)
-    scratch_images, scratch_seconds = images(work / "models" / "scratch")
-    base_minutes = base_images / (scratch_images / (scratch_seconds / 60))
-    print(f"the base trained on {base_images} images: {base_minutes:.1f} min of one pair run here")
+    base_images, _ = images(log(base))
+    scratch_images, scratch_seconds = images(logs["scratch"])
+    base_cost = base_images / (scratch_images / (scratch_seconds / 60))
+    print(f"the base trained on {base_images} images: {base_cost:.1f} min of one pair run here")
     marks = [float(m) for m in args.at.split(",")]
     print(f"\npair {a_name} -> {b_name}, {args.minutes:g} min each, side by side on {os.cpu_count()} cores "
           f"({threads} thread(s) each)\n")
@@ -134,9 +138,9 @@ def main() -> None:
         saved = f"{reach - m:.1f}" if reach is not None else f"> {curves['scratch'][-1][0] - m:.1f}"
         print(f"| {m:g} | {s:.4f} | {i:.4f} | {f'{reach:.1f}' if reach is not None else 'never'} | {saved} |")
         later = reach if reach is not None else curves["scratch"][-1][0]  # never: at least past its end
-        if paid is None and later >= m + base_minutes:
+        if paid is None and later >= m + base_cost:
             paid = m
-    print(f"\nthe base ({base_minutes:.1f} pair minutes) has paid for itself for one pair "
+    print(f"\nthe base ({base_cost:.1f} pair minutes) has paid for itself for one pair "
           + (f"by pair minute {paid:g}" if paid is not None else "at none of the marks")
           + "; for a studio it is made once and every pair after the first gains the minutes saved")
 

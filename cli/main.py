@@ -422,7 +422,7 @@ def _training_args(sp: argparse.ArgumentParser, out_help: str) -> None:
     sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sp.add_argument("--lr", type=float, default=recipe["lr"].default, help="Adam learning rate (default %(default)s)")
     sp.add_argument("--lr-warmup", type=int, default=recipe["lr_warmup"].default, metavar="STEPS",
-                    help="rise linearly to --lr over this many steps (default %(default)s)")
+                    help="rise linearly to --lr over this many steps, at most a tenth of --steps (default %(default)s)")
     sp.add_argument("--lr-decay", choices=LR_DECAYS, default=recipe["lr_decay"].default,
                     help="cosine: down to a tenth of --lr over --steps or --minutes (default %(default)s)")
     sp.add_argument("--beta1", type=float, default=recipe["beta1"].default, help="Adam's beta1 (default %(default)s)")
